@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: MIT
+# vmm: a tiny KVM VMM whose guests survive the loss of their host.
+
+VERSION    := 0.1.0
+CC         ?= cc
+PREFIX     ?= /usr/local
+DESTDIR    ?=
+BUILD      := build
+
+WARN       := -Wall -Wextra -Werror -Wno-missing-field-initializers
+CFLAGS     ?= -O2 -g
+CFLAGS     += -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DVMM_VERSION=\"$(VERSION)\" -pthread
+SANFLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDLIBS     := -lfdt -pthread
+
+# Every .c under these folders is part of the monitor; main.c holds only main().
+LIB_SRCS   := $(sort $(filter-out vmm/main.c,$(wildcard vmm/*.c devices/*.c replication/*.c)))
+LIB_OBJS   := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+ASAN_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/asan/%.o)
+UNIT_SRCS  := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
+FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
+
+.PHONY: all vmm images check unit integration nested fuzz bench demo install clean format linux-guest
+
+all: vmm images
+
+vmm: $(BUILD)/vmm
+
+$(BUILD)/vmm: $(BUILD)/obj/vmm/main.o $(LIB_OBJS)
+	$(CC) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+# The sanitizer build of the monitor, used by the integration tests.
+$(BUILD)/vmm-asan: $(BUILD)/asan/vmm/main.o $(ASAN_OBJS)
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/asan/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/unit/%: tests/unit/%.c $(ASAN_OBJS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(SANFLAGS) -Itests/unit -o $@ $^ $(LDLIBS) -lcmocka
+
+# libFuzzer targets: clang only, each linked with the monitor's sources.
+FUZZ_CC    := clang
+FUZZ_FLAGS := -std=gnu11 -g -O1 -Iinclude -D_GNU_SOURCE -pthread -DVMM_VERSION=\"$(VERSION)\" \
+	      -fsanitize=fuzzer,address,undefined
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $^ $(LDLIBS)
+
+images:
+	$(MAKE) -C images
+
+unit: $(UNIT_BINS)
+	@tests/run-unit.sh $(UNIT_BINS)
+
+integration: $(BUILD)/vmm $(BUILD)/vmm-asan images
+	@tests/integration/run.sh
+
+nested: $(BUILD)/vmm images
+	@tests/nested/run.sh
+
+fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run.sh $(FUZZ_BINS)
+
+# Everything CI runs, in order, with one summary line at the end.
+check: all $(BUILD)/vmm-asan $(UNIT_BINS)
+	@tests/check.sh
+
+bench: all
+	@tests/bench/run.sh
+
+demo: all
+	@tests/demo.sh
+
+linux-guest:
+	images/linux/build.sh
+
+install: $(BUILD)/vmm
+	install -D -m 0755 $(BUILD)/vmm $(DESTDIR)$(PREFIX)/bin/vmm
+	install -d $(DESTDIR)$(PREFIX)/share/vmm/images
+	install -m 0644 images/out/*.elf $(DESTDIR)$(PREFIX)/share/vmm/images/
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf $(BUILD)
+	$(MAKE) -C images clean
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
