@@ -1,0 +1,28 @@
+// SPDX-License-Identifier: MIT
+/* ACPI sleep control/status registers: the guest's way to power off. */
+#include "power.h"
+#include "layout.h"
+
+#include <string.h>
+
+static int power_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
+{
+	struct power *pm = opaque;
+
+	if (!is_write) {
+		/* Sleep status: never "woken", nothing pending. */
+		memset(data, 0, len);
+		return 0;
+	}
+	if (offset == 0 && (data[0] & ACPI_SLP_EN) && ((data[0] >> 2) & 7) == ACPI_SLP_TYP_S5)
+		pm->poweroff(pm->opaque);
+	/* Other sleep states are not offered in the DSDT; a write of them is ignored. */
+	return 0;
+}
+
+int power_init(struct power *pm, struct bus *pio, void (*poweroff)(void *opaque), void *opaque)
+{
+	pm->poweroff = poweroff;
+	pm->opaque = opaque;
+	return bus_register(pio, PORT_ACPI_SLEEP_CTL, 2, power_io, pm, "acpi-sleep");
+}

@@ -1,0 +1,40 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM's event loop: one thread, one epoll set.  Everything that is not a
+ * vCPU exit (console input, signals, later ioeventfds, disk completions,
+ * control and replication sockets) is a file descriptor with a callback here.
+ */
+#ifndef VMM_EVENT_LOOP_H
+#define VMM_EVENT_LOOP_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* Called on the loop thread with the epoll events that fired. */
+typedef void (*event_fn)(void *opaque, uint32_t events);
+
+struct event_source;
+
+struct event_loop {
+	int epfd;
+	int wake_fd;  /* eventfd: event_loop_stop() from any thread */
+	volatile bool stop;
+	struct event_source *sources;
+};
+
+int event_loop_init(struct event_loop *loop);
+void event_loop_destroy(struct event_loop *loop);
+
+/* Watch fd for events (EPOLLIN etc.).  -errno (e.g. -EPERM for a regular file). */
+int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_fn fn, void *opaque);
+
+/* Stop watching fd.  Safe from inside a callback (even fd's own). */
+int event_loop_remove(struct event_loop *loop, int fd);
+
+/* Dispatch until event_loop_stop().  Returns 0 or -errno from epoll. */
+int event_loop_run(struct event_loop *loop);
+
+/* Make event_loop_run() return; callable from any thread or signal-free context. */
+void event_loop_stop(struct event_loop *loop);
+
+#endif

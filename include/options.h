@@ -1,0 +1,56 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The command line.  Parsing is pure (no files opened, nothing printed) so
+ * it can be unit-tested; on error it returns -EINVAL and leaves one line of
+ * explanation in the caller's buffer, which main prints and exits 2 for.
+ */
+#ifndef VMM_OPTIONS_H
+#define VMM_OPTIONS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define OPTIONS_MAX_CPUS    254 /* xAPIC IDs 0..253; the IOAPIC takes the next ID */
+#define OPTIONS_MIN_MEM     (2ULL << 20)
+#define OPTIONS_MAX_MEM     (1ULL << 40)
+#define OPTIONS_DEFAULT_MEM (256ULL << 20)
+
+enum vmm_command {
+	VMM_CMD_RUN,
+	VMM_CMD_HELP,    /* print usage to stdout, exit 0 */
+	VMM_CMD_VERSION, /* print version to stdout, exit 0 */
+};
+
+enum reboot_action {
+	REBOOT_EXIT,    /* a guest reboot ends vmm with status 0 */
+	REBOOT_RESTART, /* a guest reboot rebuilds the VM and boots again */
+};
+
+struct vm_options {
+	const char *kernel;
+	const char *initrd;
+	const char *cmdline;
+	uint64_t mem_size; /* bytes */
+	unsigned ncpus;
+	enum reboot_action reboot;
+	int verbosity; /* log level; -v raises it */
+};
+
+/*
+ * Parse argv ("vmm", "run", options...).  Fills cmd and opts; on a bad
+ * command line returns -EINVAL with a message in err (no "vmm: " prefix).
+ */
+int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_options *opts,
+		  char *err, size_t errlen);
+
+/*
+ * Parse a memory size: a number with an optional K, M, G or T suffix (also
+ * KiB/MiB/...; binary units, case-insensitive).  A bare number is MiB, as
+ * with QEMU's -m.  Returns 0 or -EINVAL (garbage, zero, overflow).
+ */
+int options_parse_size(const char *s, uint64_t *bytes);
+
+/* The usage text printed by --help. */
+extern const char options_usage[];
+
+#endif

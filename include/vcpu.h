@@ -1,0 +1,43 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * vCPUs: creation (CPUID, boot registers), the thread that runs KVM_RUN and
+ * dispatches exits to the buses, and the kick that gets a vCPU out of the
+ * guest (immediate_exit + a signal) so it can park or stop.
+ */
+#ifndef VMM_VCPU_H
+#define VMM_VCPU_H
+
+#include <linux/kvm.h>
+#include <pthread.h>
+#include <stdbool.h>
+
+struct vm;
+
+struct vcpu {
+	struct vm *vm;
+	unsigned index;
+	int fd;
+	struct kvm_run *run;
+	pthread_t thread;
+	bool started;
+};
+
+/* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot registers. */
+int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned index);
+
+/* Start the vCPU thread. */
+int vcpu_start(struct vcpu *vcpu);
+
+/* Make the vCPU leave KVM_RUN soon (it then checks pause/stop).  Any thread. */
+void vcpu_kick(struct vcpu *vcpu);
+
+/* Join the thread (after vm->stopping is set and the vCPU kicked) and release the vCPU. */
+void vcpu_destroy(struct vcpu *vcpu);
+
+/* Print the registers to stderr (crash reports). */
+void vcpu_dump(struct vcpu *vcpu, const char *why);
+
+/* Install the kick signal handler; once per process, before any vCPU starts. */
+int vcpu_setup_signals(void);
+
+#endif

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The VM object: KVM handles, guest memory, buses, devices, vCPUs and the
+ * event loop.  It is the only state the monitor keeps.
+ *
+ * Threads: one per vCPU (vcpu.c) plus the caller of vm_run(), which runs the
+ * event loop.  vm_pause()/vm_resume() stop and restart every vCPU outside
+ * KVM_RUN; snapshot, migration and replication build on that one function.
+ */
+#ifndef VMM_VM_H
+#define VMM_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot.h"
+#include "bus.h"
+#include "console.h"
+#include "event_loop.h"
+#include "guest_mem.h"
+#include "i8042.h"
+#include "options.h"
+#include "pci.h"
+#include "power.h"
+#include "uart8250.h"
+
+enum vm_stop_reason {
+	VM_STOP_NONE,
+	VM_STOP_POWEROFF, /* guest powered off: status 0 */
+	VM_STOP_RESET,    /* guest asked for a reset: exit 0 or restart */
+	VM_STOP_CRASH,    /* triple fault, internal error: status 1 */
+	VM_STOP_SIGNAL,   /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x: status 128+N */
+	VM_STOP_ERROR,    /* the VMM itself failed: status 1 */
+};
+
+struct vcpu;
+
+struct vm {
+	const struct vm_options *opts;
+	int kvm_fd;
+	int vm_fd;
+	int run_size;     /* bytes of each vCPU's kvm_run mapping */
+	uint32_t tsc_khz; /* guest TSC frequency */
+
+	struct guest_mem mem;
+	struct boot_entry entry;
+	struct bus pio;
+	struct bus mmio;
+	struct event_loop loop;
+	struct console console;
+
+	struct uart8250 com1;
+	struct i8042 i8042;
+	struct pci_host pci;
+	struct power power;
+
+	unsigned ncpus;
+	struct vcpu *vcpus;
+
+	pthread_mutex_t lock; /* guards everything below */
+	pthread_cond_t cond;
+	enum vm_stop_reason stop_reason;
+	int exit_status;
+	bool stopping;        /* vCPUs leave their loop */
+	bool pause_requested; /* vCPUs park until vm_resume() */
+	unsigned nr_parked;
+	int signal_fd;
+	int rx_space_fd;    /* eventfd: the UART has room for more console input */
+	bool stdin_watched; /* stdin is in the loop's epoll set */
+
+	bool input_error; /* vm_create failed on user input: exit status 2 */
+};
+
+/*
+ * Build the VM described by opts: memory, kernel, devices, vCPUs (not yet
+ * running).  On failure the reason was printed (one line), the VM is
+ * released and -errno returned; vm->input_error tells bad input (status 2)
+ * from a host/KVM failure (status 1).
+ */
+int vm_create(struct vm *vm, const struct vm_options *opts);
+
+/* Start the vCPUs and run the event loop until the VM stops.  Returns the exit reason. */
+enum vm_stop_reason vm_run(struct vm *vm);
+
+/* Record why the VM stops (first caller wins) and wake everyone.  Any thread. */
+void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status);
+
+/* Park every vCPU outside KVM_RUN; returns once all are parked.  Not from a vCPU thread. */
+void vm_pause(struct vm *vm);
+void vm_resume(struct vm *vm);
+
+void vm_destroy(struct vm *vm);
+
+#endif

@@ -1,0 +1,150 @@
+// SPDX-License-Identifier: MIT
+/* A small epoll loop: fd -> callback. */
+#include "event_loop.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+struct event_source {
+	int fd;
+	event_fn fn;
+	void *opaque;
+	bool removed;
+	struct event_source *next;
+};
+
+static void on_wake(void *opaque, uint32_t events)
+{
+	struct event_loop *loop = opaque;
+	uint64_t v;
+
+	(void)events;
+	if (read(loop->wake_fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		return;
+}
+
+int event_loop_init(struct event_loop *loop)
+{
+	int ret;
+
+	loop->sources = NULL;
+	loop->stop = false;
+	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (loop->epfd < 0)
+		return -errno;
+	loop->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (loop->wake_fd < 0) {
+		ret = -errno;
+		close(loop->epfd);
+		return ret;
+	}
+	ret = event_loop_add(loop, loop->wake_fd, EPOLLIN, on_wake, loop);
+	if (ret) {
+		close(loop->wake_fd);
+		close(loop->epfd);
+	}
+	return ret;
+}
+
+static void reap(struct event_loop *loop)
+{
+	struct event_source **p = &loop->sources;
+
+	while (*p) {
+		struct event_source *s = *p;
+
+		if (s->removed) {
+			*p = s->next;
+			free(s);
+		} else {
+			p = &s->next;
+		}
+	}
+}
+
+void event_loop_destroy(struct event_loop *loop)
+{
+	struct event_source *s;
+
+	for (s = loop->sources; s; s = s->next)
+		s->removed = true;
+	reap(loop);
+	if (loop->wake_fd >= 0)
+		close(loop->wake_fd);
+	if (loop->epfd >= 0)
+		close(loop->epfd);
+	loop->wake_fd = loop->epfd = -1;
+}
+
+int event_loop_add(struct event_loop *loop, int fd, uint32_t events, event_fn fn, void *opaque)
+{
+	struct event_source *s = calloc(1, sizeof(*s));
+	struct epoll_event ev = {.events = events};
+
+	if (!s)
+		return -ENOMEM;
+	s->fd = fd;
+	s->fn = fn;
+	s->opaque = opaque;
+	ev.data.ptr = s;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int ret = -errno;
+
+		free(s);
+		return ret;
+	}
+	s->next = loop->sources;
+	loop->sources = s;
+	return 0;
+}
+
+int event_loop_remove(struct event_loop *loop, int fd)
+{
+	struct event_source *s;
+
+	for (s = loop->sources; s; s = s->next) {
+		if (s->fd == fd && !s->removed) {
+			/* Freed after the current batch: a pending event may still point at it. */
+			s->removed = true;
+			epoll_ctl(loop->epfd, EPOLL_CTL_DEL, fd, NULL);
+			return 0;
+		}
+	}
+	return -ENOENT;
+}
+
+int event_loop_run(struct event_loop *loop)
+{
+	struct epoll_event events[16];
+	int n, i;
+
+	while (!loop->stop) {
+		n = epoll_wait(loop->epfd, events, 16, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (i = 0; i < n && !loop->stop; i++) {
+			struct event_source *s = events[i].data.ptr;
+
+			if (!s->removed)
+				s->fn(s->opaque, events[i].events);
+		}
+		reap(loop);
+	}
+	return 0;
+}
+
+void event_loop_stop(struct event_loop *loop)
+{
+	uint64_t one = 1;
+
+	loop->stop = true;
+	if (write(loop->wake_fd, &one, sizeof(one)) < 0) {
+		/* The counter is saturated: the loop is awake anyway. */
+	}
+}
