@@ -1,0 +1,153 @@
+// SPDX-License-Identifier: MIT
+/* Command-line parsing: every accepted form and every rejection. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <errno.h>
+#include <string.h>
+
+#include "options.h"
+
+static int parse(enum vmm_command *cmd, struct vm_options *o, char *err, int argc, ...)
+{
+	char *argv[32];
+	va_list ap;
+	int i;
+
+	va_start(ap, argc);
+	for (i = 0; i < argc; i++)
+		argv[i] = va_arg(ap, char *);
+	argv[argc] = NULL;
+	va_end(ap);
+	return options_parse(argc, argv, cmd, o, err, 256);
+}
+
+static void test_run_full(void **state)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cmd, &o, err, 12, "vmm", "run", "--kernel", "k", "--initrd", "i",
+			       "--cmdline", "console=ttyS0", "--mem", "512M", "--cpus", "2"),
+			 0);
+	assert_int_equal(cmd, VMM_CMD_RUN);
+	assert_string_equal(o.kernel, "k");
+	assert_string_equal(o.initrd, "i");
+	assert_string_equal(o.cmdline, "console=ttyS0");
+	assert_int_equal(o.mem_size, 512ULL << 20);
+	assert_int_equal(o.ncpus, 2);
+	assert_int_equal(o.reboot, REBOOT_EXIT);
+}
+
+static void test_defaults_and_short(void **state)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cmd, &o, err, 4, "vmm", "run", "-k", "img"), 0);
+	assert_int_equal(o.mem_size, OPTIONS_DEFAULT_MEM);
+	assert_int_equal(o.ncpus, 1);
+	assert_null(o.initrd);
+	assert_int_equal(parse(&cmd, &o, err, 5, "vmm", "run", "-k", "img", "--reboot=restart"), 0);
+	assert_int_equal(o.reboot, REBOOT_RESTART);
+	assert_int_equal(parse(&cmd, &o, err, 6, "vmm", "run", "--kernel=img", "-vv", "--mem=1G",
+			       "-n4"),
+			 0);
+	assert_int_equal(o.verbosity, 3);
+	assert_int_equal(o.mem_size, 1ULL << 30);
+	assert_int_equal(o.ncpus, 4);
+}
+
+static void test_help_version(void **state)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cmd, &o, err, 2, "vmm", "--version"), 0);
+	assert_int_equal(cmd, VMM_CMD_VERSION);
+	assert_int_equal(parse(&cmd, &o, err, 2, "vmm", "--help"), 0);
+	assert_int_equal(cmd, VMM_CMD_HELP);
+	assert_int_equal(parse(&cmd, &o, err, 3, "vmm", "run", "--help"), 0);
+	assert_int_equal(cmd, VMM_CMD_HELP);
+}
+
+static void expect_error(const char *needle, int argc, ...)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+	char *argv[32];
+	va_list ap;
+	int i;
+
+	va_start(ap, argc);
+	for (i = 0; i < argc; i++)
+		argv[i] = va_arg(ap, char *);
+	argv[argc] = NULL;
+	va_end(ap);
+	assert_int_equal(options_parse(argc, argv, &cmd, &o, err, sizeof(err)), -EINVAL);
+	if (!strstr(err, needle))
+		fail_msg("error '%s' does not mention '%s'", err, needle);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	expect_error("no command", 1, "vmm");
+	expect_error("unknown command", 2, "vmm", "fly");
+	expect_error("--kernel is required", 2, "vmm", "run");
+	expect_error("unknown option '--bogus'", 5, "vmm", "run", "-k", "x", "--bogus");
+	expect_error("needs a value", 3, "vmm", "run", "--kernel");
+	expect_error("--mem", 5, "vmm", "run", "-k", "x", "--mem=lots");
+	expect_error("--mem", 5, "vmm", "run", "-k", "x", "--mem=1K");
+	expect_error("--mem", 5, "vmm", "run", "-k", "x", "--mem=5T");
+	expect_error("--mem", 5, "vmm", "run", "-k", "x", "--mem=0");
+	expect_error("--cpus", 5, "vmm", "run", "-k", "x", "--cpus=0");
+	expect_error("--cpus", 5, "vmm", "run", "-k", "x", "--cpus=255");
+	expect_error("--cpus", 5, "vmm", "run", "-k", "x", "--cpus=2x");
+	expect_error("--cpus", 5, "vmm", "run", "-k", "x", "--cpus=-1");
+	expect_error("--reboot", 5, "vmm", "run", "-k", "x", "--reboot=later");
+	expect_error("unexpected argument", 5, "vmm", "run", "-k", "x", "extra");
+}
+
+static void test_sizes(void **state)
+{
+	uint64_t b;
+
+	(void)state;
+	assert_int_equal(options_parse_size("512", &b), 0);
+	assert_int_equal(b, 512ULL << 20);
+	assert_int_equal(options_parse_size("64k", &b), 0);
+	assert_int_equal(b, 64ULL << 10);
+	assert_int_equal(options_parse_size("2GiB", &b), 0);
+	assert_int_equal(b, 2ULL << 30);
+	assert_int_equal(options_parse_size("3gb", &b), 0);
+	assert_int_equal(b, 3ULL << 30);
+	assert_int_equal(options_parse_size("1T", &b), 0);
+	assert_int_equal(b, 1ULL << 40);
+	assert_int_equal(options_parse_size("", &b), -EINVAL);
+	assert_int_equal(options_parse_size("M", &b), -EINVAL);
+	assert_int_equal(options_parse_size("12Q", &b), -EINVAL);
+	assert_int_equal(options_parse_size("12MX", &b), -EINVAL);
+	assert_int_equal(options_parse_size(" 12", &b), -EINVAL);
+	assert_int_equal(options_parse_size("99999999999999999999", &b), -EINVAL);
+	assert_int_equal(options_parse_size("17179869184G", &b), -EINVAL); /* 2^64 bytes */
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_run_full),   cmocka_unit_test(test_defaults_and_short),
+		cmocka_unit_test(test_help_version), cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_sizes),
+	};
+	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
+}
