@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Host-KVM integration tests: run vmm on /dev/kvm with the bare-metal guests.
+set -u
+cd "$(dirname "$0")/../.."
+. tests/lib.sh
+
+VMM=${VMM:-build/vmm-asan}
+IMG=images/out
+WORK=$(mktemp -d /tmp/vmm-integration.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+if [ ! -c /dev/kvm ] || ! [ -r /dev/kvm ] || ! [ -w /dev/kvm ]; then
+	fail "kvm-available" "/dev/kvm is missing or not accessible: the host-KVM suite must run"
+	summary integration
+	exit 1
+fi
+for f in "$VMM" $IMG/hello.elf $IMG/counter.elf $IMG/smp.elf $IMG/crash.elf; do
+	[ -e "$f" ] || { fail "prerequisites" "$f not built"; summary integration; exit 1; }
+done
+
+# run_vmm NAME TIMEOUT ARGS...: run vmm with stdin from /dev/null; sets $rc, $out, $err.
+run_vmm() {
+	local name=$1 secs=$2
+	shift 2
+	timeout -s KILL "$secs" "$VMM" "$@" </dev/null >"$WORK/$name.out" 2>"$WORK/$name.err"
+	rc=$?
+	out=$(cat "$WORK/$name.out")
+	err=$(cat "$WORK/$name.err")
+}
+
+expect() { # NAME CONDITION-DESCRIPTION: evaluated by caller, this records
+	if eval "$2"; then pass "$1"; else
+		fail "$1" "expected [$2]; rc=$rc; stdout: $(head -c 400 <<<"$out"); stderr: $(head -c 600 <<<"$err")"
+	fi
+}
+
+# --- guests that boot --------------------------------------------------------
+run_vmm hello 30 run --kernel $IMG/hello.elf --cmdline "greeting=test"
+expect "hello prints and exits 0" '[ $rc -eq 0 ] && grep -q "Hello from a bare-metal guest" <<<"$out"'
+expect "hello sees its command line" 'grep -q "greeting=test" <<<"$out"'
+
+run_vmm counter 60 run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=200"
+seq_ok() { # the counter lines must be exactly 0..N-1, in order
+	local n
+	n=$(grep -c '^counter: [0-9]*' <<<"$out")
+	[ "$n" -eq "$1" ] && diff <(grep -o '^counter: [0-9]*' <<<"$out" | awk '{print $2}') <(seq 0 $(($1 - 1))) >/dev/null
+}
+expect "counter counts 0..199 without gap or repeat and exits 0" '[ $rc -eq 0 ] && seq_ok 200'
+
+# Steady rate: 200 lines at 5 ms should take about 1 s, not 10.
+start=$(date +%s%N)
+run_vmm counter-rate 60 run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=200"
+ms=$(( ($(date +%s%N) - start) / 1000000 ))
+expect "counter paces itself (200 x 5 ms took ${ms} ms)" '[ $rc -eq 0 ] && [ $ms -ge 900 ] && [ $ms -lt 5000 ]'
+
+run_vmm smp2 30 run --kernel $IMG/smp.elf --cpus 2
+expect "smp guest finds 2 CPUs in the ACPI MADT" '[ $rc -eq 0 ] && grep -q "smp: cpus=2" <<<"$out"'
+run_vmm smp1 30 run --kernel $IMG/smp.elf
+expect "smp guest finds 1 CPU by default" '[ $rc -eq 0 ] && grep -q "smp: cpus=1" <<<"$out"'
+
+run_vmm bigmem 30 run --kernel $IMG/hello.elf --mem 4G
+expect "guest RAM above the PCI hole (4G) boots" '[ $rc -eq 0 ] && grep -q "Hello" <<<"$out"'
+
+# --- how a VM ends -------------------------------------------------------------
+run_vmm crash 30 run --kernel $IMG/crash.elf --cmdline "mode=triplefault"
+expect "triple fault exits 1 with a register dump" '[ $rc -eq 1 ] && grep -q "triple fault" <<<"$err" && grep -q "rip=" <<<"$err"'
+
+run_vmm reboot 30 run --kernel $IMG/crash.elf --cmdline "mode=reboot"
+expect "guest reboot exits 0 by default" '[ $rc -eq 0 ]'
+
+run_vmm restart 30 run --kernel $IMG/crash.elf --cmdline "mode=reboot" --reboot=restart
+# With restart the guest reboots forever; the timeout kills it.  It must have booted more than once.
+expect "--reboot=restart boots the guest again" '[ $(grep -c "^crash:" <<<"$out") -ge 2 ]'
+
+for sig in TERM INT; do
+	"$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=10" </dev/null >"$WORK/sig.out" 2>"$WORK/sig.err" &
+	pid=$!
+	sleep 1
+	kill -s $sig $pid
+	wait $pid
+	rc=$?
+	out=$(cat "$WORK/sig.out"); err=$(cat "$WORK/sig.err")
+	want=$([ $sig = TERM ] && echo 143 || echo 130)
+	expect "SIG$sig stops the VM cleanly (status $want)" '[ $rc -eq $want ] && grep -q "^counter: 5" <<<"$out"'
+done
+
+# --- bad input: one line on stderr, status 2 ---------------------------------------
+bad() { # NAME NEEDLE ARGS...
+	local name=$1 needle=$2
+	shift 2
+	run_vmm bad 30 "$@"
+	local lines
+	lines=$(grep -c . <<<"$err")
+	if [ $rc -eq 2 ] && [ "$lines" -eq 1 ] && grep -qi -- "$needle" <<<"$err"; then
+		pass "bad input: $name"
+	else
+		fail "bad input: $name" "rc=$rc (want 2), stderr ($lines lines, want 1 mentioning '$needle'): $err"
+	fi
+}
+head -c 100000 /dev/urandom >"$WORK/random.img"
+head -c 100 $IMG/hello.elf >"$WORK/trunc.elf"
+printf 'MZ' >"$WORK/tiny.img"
+mkdir "$WORK/adir"
+head -c $((8 << 20)) /dev/urandom >"$WORK/big.initrd"
+
+bad "no command" "command" 
+bad "unknown command" "unknown command" fly
+bad "unknown option" "unknown option" run --kernel $IMG/hello.elf --frobnicate
+bad "missing --kernel" "kernel" run
+bad "option without value" "needs a value" run --kernel
+bad "bad --mem" "mem" run --kernel $IMG/hello.elf --mem lots
+bad "bad --cpus" "cpus" run --kernel $IMG/hello.elf --cpus 0
+bad "bad --reboot" "reboot" run --kernel $IMG/hello.elf --reboot=sometimes
+bad "more CPUs than KVM allows" "cpus" run --kernel $IMG/hello.elf --cpus 254
+bad "missing kernel file" "no such file" run --kernel "$WORK/nope.elf"
+bad "kernel is a directory" "directory" run --kernel "$WORK/adir"
+bad "kernel is neither bzImage nor ELF" "random.img" run --kernel "$WORK/random.img"
+bad "tiny kernel file" "tiny.img" run --kernel "$WORK/tiny.img"
+bad "truncated ELF" "trunc.elf" run --kernel "$WORK/trunc.elf"
+bad "missing initrd" "nope.initrd" run --kernel $IMG/hello.elf --initrd "$WORK/nope.initrd"
+bad "memory too small for kernel + initrd" "memory" run --kernel $IMG/hello.elf --initrd "$WORK/big.initrd" --mem 4M
+
+summary integration
