@@ -121,14 +121,14 @@ int event_loop_run(struct event_loop *loop)
 	struct epoll_event events[16];
 	int n, i;
 
-	while (!loop->stop) {
+	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
 		n = epoll_wait(loop->epfd, events, 16, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
-		for (i = 0; i < n && !loop->stop; i++) {
+		for (i = 0; i < n && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE); i++) {
 			struct event_source *s = events[i].data.ptr;
 
 			if (!s->removed)
@@ -143,7 +143,7 @@ void event_loop_stop(struct event_loop *loop)
 {
 	uint64_t one = 1;
 
-	loop->stop = true;
+	__atomic_store_n(&loop->stop, true, __ATOMIC_RELEASE);
 	if (write(loop->wake_fd, &one, sizeof(one)) < 0) {
 		/* The counter is saturated: the loop is awake anyway. */
 	}
