@@ -54,6 +54,7 @@ struct vm {
 	struct i8042 i8042;
 	struct pci_host pci;
 	struct power power;
+	bool has_com1, has_i8042, has_pci; /* which devices to destroy */
 
 	unsigned ncpus;
 	struct vcpu *vcpus;
