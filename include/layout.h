@@ -47,5 +47,7 @@
 #define ACPI_SLP_EN            0x20
 #define ACPI_SLP_TYP_S5        5
 #define ACPI_SLEEP_S5_VALUE    (ACPI_SLP_EN | (ACPI_SLP_TYP_S5 << 2))
+/* Test-exit port (QEMU isa-debug-exit's usual address): a write of N exits with status N. */
+#define PORT_DEBUG_EXIT        0xf4
 
 #endif

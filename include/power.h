@@ -2,6 +2,10 @@
 /*
  * ACPI hardware-reduced sleep registers (the FADT's SLEEP_CONTROL_REG and
  * SLEEP_STATUS_REG).  Writing SLP_EN with the _S5 sleep type powers off.
+ *
+ * Also a test-exit port at PORT_DEBUG_EXIT (like QEMU's isa-debug-exit):
+ * a 32-bit write of N powers off with exit status N & 0xff, so bare-metal
+ * test guests can report pass/fail.  Linux never touches it.
  */
 #ifndef VMM_POWER_H
 #define VMM_POWER_H
@@ -9,10 +13,12 @@
 #include "bus.h"
 
 struct power {
-	void (*poweroff)(void *opaque);
+	/* status: 0 for ACPI S5, the written value for the test-exit port */
+	void (*poweroff)(void *opaque, int status);
 	void *opaque;
 };
 
-int power_init(struct power *pm, struct bus *pio, void (*poweroff)(void *opaque), void *opaque);
+int power_init(struct power *pm, struct bus *pio, void (*poweroff)(void *opaque, int status),
+	       void *opaque);
 
 #endif

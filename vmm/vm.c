@@ -69,9 +69,9 @@ static void kvm_set_irq(void *opaque, unsigned gsi, int level)
 		pr_warn("KVM_IRQ_LINE %u: %s", gsi, strerror(errno));
 }
 
-static void on_poweroff(void *opaque)
+static void on_poweroff(void *opaque, int status)
 {
-	vm_request_stop(opaque, VM_STOP_POWEROFF, 0);
+	vm_request_stop(opaque, VM_STOP_POWEROFF, status);
 }
 
 static void on_reset(void *opaque)

@@ -35,6 +35,20 @@ kit_entry32:
 	movl	$(kit_pdpt_1g + PTE_TABLE), kit_pml4
 	movl	$KIT_MAP_GIB_1G, kit_map_gib
 1:
+	/*
+	 * The VMM's TSC-frequency leaf: CPUID in ring 3 may run natively on
+	 * the outer host (PVM-style KVM) and miss the VMM's leaves, so ask here.
+	 */
+	movl	$0x40000000, %eax
+	cpuid
+	cmpl	$0x40000010, %eax
+	jb	2f
+	cmpl	$0x40010000, %eax
+	jae	2f
+	movl	$0x40000010, %eax
+	cpuid
+	movl	%eax, kit_hv_tsc_khz
+2:
 	movl	$kit_pml4, %eax
 	movl	%eax, %cr3
 	movl	$(CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT), %eax
@@ -100,6 +114,12 @@ kit_fault_entry:
 	andq	$-16, %rsp
 	call	kit_fault
 	ud2
+
+	.section .bss
+	.balign	4
+	.globl	kit_hv_tsc_khz
+kit_hv_tsc_khz:
+	.long	0
 
 	.section .bss.stacks, "aw", @nobits
 	.balign	4096

@@ -23,8 +23,9 @@ __attribute__((noreturn)) static void spin(void)
 
 void poweroff(int code)
 {
-	outb(PORT_ACPI_SLEEP_CTL, ACPI_SLEEP_S5_VALUE);
+	/* The status first: our VMM and QEMU's isa-debug-exit both stop on it. */
 	outl(PORT_DEBUG_EXIT, (uint32_t)code);
+	outb(PORT_ACPI_SLEEP_CTL, ACPI_SLEEP_S5_VALUE);
 	spin();
 }
 

@@ -11,6 +11,8 @@
 static uint64_t khz;
 static const char *source;
 
+extern uint32_t kit_hv_tsc_khz; /* read by ring 0 at entry (boot.S) */
+
 static uint64_t probe_khz(void)
 {
 	uint32_t r[4], max;
@@ -20,6 +22,10 @@ static uint64_t probe_khz(void)
 	if (v) {
 		source = "cmdline";
 		return v;
+	}
+	if (kit_hv_tsc_khz) {
+		source = "hypervisor";
+		return kit_hv_tsc_khz;
 	}
 	cpuid(0, 0, r);
 	max = r[0];

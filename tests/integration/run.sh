@@ -43,8 +43,8 @@ expect "hello sees its command line" 'grep -q "greeting=test" <<<"$out"'
 run_vmm counter 60 run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=200"
 seq_ok() { # the counter lines must be exactly 0..N-1, in order
 	local n
-	n=$(grep -c '^counter: [0-9]*' <<<"$out")
-	[ "$n" -eq "$1" ] && diff <(grep -o '^counter: [0-9]*' <<<"$out" | awk '{print $2}') <(seq 0 $(($1 - 1))) >/dev/null
+	n=$(grep -cE '^counter: [0-9]+$' <<<"$out")
+	[ "$n" -eq "$1" ] && diff <(grep -E '^counter: [0-9]+$' <<<"$out" | awk '{print $2}') <(seq 0 $(($1 - 1))) >/dev/null
 }
 expect "counter counts 0..199 without gap or repeat and exits 0" '[ $rc -eq 0 ] && seq_ok 200'
 
@@ -62,16 +62,26 @@ expect "smp guest finds 1 CPU by default" '[ $rc -eq 0 ] && grep -q "smp: cpus=1
 run_vmm bigmem 30 run --kernel $IMG/hello.elf --mem 4G
 expect "guest RAM above the PCI hole (4G) boots" '[ $rc -eq 0 ] && grep -q "Hello" <<<"$out"'
 
+run_vmm dirty 30 run --kernel $IMG/dirty.elf --mem 128M --cmdline "rate=10 pages=2048 report_ms=200 duration_ms=1000"
+expect "dirty guest dirties 10 pages/ms and verifies its memory" '[ $rc -eq 0 ] && grep -q "verify=ok" <<<"$out" && ! grep -q FAIL <<<"$out" && grep -qE "rate=(9\.[5-9]|10\.)" <<<"$out"'
+
+head -c 12345 /dev/urandom >"$WORK/mod.bin"
+run_vmm info 30 run --kernel $IMG/info.elf --initrd "$WORK/mod.bin" --cmdline "a=b"
+expect "PVH start_info carries the initrd as a module and the command line" '[ $rc -eq 0 ] && grep -qi "12345" <<<"$out" && grep -q "a=b" <<<"$out"'
+
 # --- how a VM ends -------------------------------------------------------------
 run_vmm crash 30 run --kernel $IMG/crash.elf --cmdline "mode=triplefault"
 expect "triple fault exits 1 with a register dump" '[ $rc -eq 1 ] && grep -q "triple fault" <<<"$err" && grep -q "rip=" <<<"$err"'
 
-run_vmm reboot 30 run --kernel $IMG/crash.elf --cmdline "mode=reboot"
-expect "guest reboot exits 0 by default" '[ $rc -eq 0 ]'
+run_vmm status 30 run --kernel $IMG/hello.elf --cmdline "status=7"
+expect "guest status on the test-exit port becomes the exit status" '[ $rc -eq 7 ]'
 
-run_vmm restart 30 run --kernel $IMG/crash.elf --cmdline "mode=reboot" --reboot=restart
+run_vmm reboot 30 run --kernel $IMG/hello.elf --cmdline "reboot=1"
+expect "guest reboot (i8042 reset) exits 0 by default" '[ $rc -eq 0 ] && [ $(grep -c "^hello:" <<<"$out") -eq 1 ]'
+
+run_vmm restart 5 run --kernel $IMG/hello.elf --cmdline "reboot=1" --reboot=restart
 # With restart the guest reboots forever; the timeout kills it.  It must have booted more than once.
-expect "--reboot=restart boots the guest again" '[ $(grep -c "^crash:" <<<"$out") -ge 2 ]'
+expect "--reboot=restart boots the guest again" '[ $(grep -c "^hello:" <<<"$out") -ge 2 ]'
 
 for sig in TERM INT; do
 	"$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=10" </dev/null >"$WORK/sig.out" 2>"$WORK/sig.err" &
@@ -112,13 +122,13 @@ bad "option without value" "needs a value" run --kernel
 bad "bad --mem" "mem" run --kernel $IMG/hello.elf --mem lots
 bad "bad --cpus" "cpus" run --kernel $IMG/hello.elf --cpus 0
 bad "bad --reboot" "reboot" run --kernel $IMG/hello.elf --reboot=sometimes
-bad "more CPUs than KVM allows" "cpus" run --kernel $IMG/hello.elf --cpus 254
+bad "more CPUs than the APIC IDs allow" "cpus" run --kernel $IMG/hello.elf --cpus 255
 bad "missing kernel file" "no such file" run --kernel "$WORK/nope.elf"
 bad "kernel is a directory" "directory" run --kernel "$WORK/adir"
 bad "kernel is neither bzImage nor ELF" "random.img" run --kernel "$WORK/random.img"
 bad "tiny kernel file" "tiny.img" run --kernel "$WORK/tiny.img"
 bad "truncated ELF" "trunc.elf" run --kernel "$WORK/trunc.elf"
 bad "missing initrd" "nope.initrd" run --kernel $IMG/hello.elf --initrd "$WORK/nope.initrd"
-bad "memory too small for kernel + initrd" "memory" run --kernel $IMG/hello.elf --initrd "$WORK/big.initrd" --mem 4M
+bad "memory too small for kernel + initrd" "does not fit" run --kernel $IMG/hello.elf --initrd "$WORK/big.initrd" --mem 4M
 
 summary integration
