@@ -26,6 +26,8 @@
 #define LAYOUT_LOW_RAM_MAX     0xc0000000ULL /* RAM below 4 GiB ends at the PCI hole (3 GiB) */
 #define LAYOUT_PCI_MMIO_BASE   0xc0000000ULL /* 32-bit BAR window */
 #define LAYOUT_PCI_MMIO_SIZE   0x3ec00000ULL /* up to the IOAPIC */
+#define LAYOUT_KVM_IDENTITY_MAP 0xfeffc000ULL /* KVM's real-mode identity page (VMX), below the LAPIC */
+#define LAYOUT_KVM_TSS         0xfeffd000ULL /* KVM's three TSS pages (VMX) */
 #define LAYOUT_IOAPIC          0xfec00000ULL
 #define LAYOUT_LAPIC           0xfee00000ULL
 #define LAYOUT_HIGH_RAM_BASE   0x100000000ULL /* RAM above the hole resumes at 4 GiB */

@@ -17,10 +17,6 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-/* Below the IOAPIC, above any RAM or BAR: where KVM keeps the TSS and identity map for real mode on VMX. */
-#define KVM_IDENTITY_MAP_ADDR 0xfeffc000ULL
-#define KVM_TSS_ADDR          0xfeffd000ULL
-
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
 {
 	pthread_mutex_lock(&vm->lock);
@@ -223,7 +219,7 @@ static int open_kvm(struct vm *vm)
 static int create_kvm_vm(struct vm *vm)
 {
 	struct kvm_pit_config pit = {.flags = 0};
-	uint64_t identity = KVM_IDENTITY_MAP_ADDR;
+	uint64_t identity = LAYOUT_KVM_IDENTITY_MAP;
 	int i, ret;
 
 	vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
@@ -233,7 +229,7 @@ static int create_kvm_vm(struct vm *vm)
 		return ret;
 	}
 	if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0 ||
-	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)KVM_TSS_ADDR) < 0) {
+	    ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, (unsigned long)LAYOUT_KVM_TSS) < 0) {
 		ret = -errno;
 		pr_err("KVM TSS/identity map set-up: %s", strerror(errno));
 		return ret;
