@@ -4,7 +4,14 @@
  * vCPU threads dispatch exits to them.  Handlers run on the vCPU thread that
  * took the exit, concurrently with other vCPUs, so a device locks its own
  * state.  Registration may also happen while vCPUs run (PCI BAR moves): the
- * bus takes a read lock to dispatch and a write lock to change.
+ * bus takes a read lock to look a range up and a write lock to change.
+ *
+ * The lock is not held while a handler runs, so a handler may register and
+ * unregister ranges, on this bus too (a config write at 0xcfc that moves an
+ * I/O BAR does).  The price: bus_unregister() does not wait for a handler
+ * already running on another vCPU (or looked up just before): a device must
+ * stay alive until the vCPUs are stopped, and may see one access through a
+ * range it has just released.
  */
 #ifndef VMM_BUS_H
 #define VMM_BUS_H
@@ -15,9 +22,11 @@
 
 /*
  * A device access: offset is relative to the start of the registered range,
- * data holds len (1, 2, 4 or 8) bytes, little-endian.  For reads the handler
- * fills data.  Return 0, or -errno which the bus logs once per range; the
- * guest then reads all-ones and its write is dropped.
+ * data holds len (1, 2, 4 or 8) bytes, little-endian, and the access lies
+ * wholly inside the range (offset + len <= range length), so a handler need
+ * not re-check guest offsets against its size.  For reads the handler fills
+ * data.  Return 0, or -errno which the bus logs once per range; the guest
+ * then reads all-ones and its write is dropped.
  */
 typedef int (*bus_handler_fn)(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
 			      bool is_write);
@@ -42,16 +51,23 @@ struct bus {
 int bus_init(struct bus *bus, const char *name);
 void bus_destroy(struct bus *bus);
 
-/* Claim [base, base+len).  -EEXIST if it overlaps a range, -EINVAL if len is 0 or wraps. */
-int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_handler_fn handler,
-		 void *opaque, const char *name);
+/*
+ * Claim [base, base+len); name (kept by pointer) must outlive the range.
+ * -EEXIST if it overlaps a range, -EINVAL if len is 0 or the range wraps
+ * past the top of the address space (ending exactly at 2^64 is fine),
+ * -ENOMEM.
+ */
+int bus_register(struct bus *bus, uint64_t base, uint64_t len, bus_handler_fn handler, void *opaque,
+		 const char *name);
 
 /* Release the range that starts at base.  -ENOENT if none. */
 int bus_unregister(struct bus *bus, uint64_t base);
 
 /*
- * Route an access.  Returns 0 if a device took it, -ENODEV if nothing is
- * there (reads then see all-ones), or the handler's error.
+ * Route an access.  Returns 0 if a device took it, -ENODEV if no range holds
+ * all of [addr, addr+len), -EINVAL if len is not 1, 2, 4 or 8, or the
+ * handler's error.  On any error a read's data is all-ones.  Callers split
+ * larger or odd-sized accesses (rep string I/O, 16-byte MMIO) themselves.
  */
 int bus_access(struct bus *bus, uint64_t addr, uint8_t *data, uint32_t len, bool is_write);
 
