@@ -7,6 +7,7 @@
 #ifndef VMM_OPTIONS_H
 #define VMM_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,26 @@ enum reboot_action {
 	REBOOT_RESTART, /* a guest reboot rebuilds the VM and boots again */
 };
 
+#define OPTIONS_MAX_DISKS 8
+#define OPTIONS_MAX_NETS  4
+
+/* --disk PATH[,readonly][,serial=ID] */
+struct disk_option {
+	const char *path;
+	bool readonly;
+	char serial[21]; /* virtio-blk serial (GET_ID): up to 20 bytes; default "vmm-disk<N>" */
+};
+
+/* --net tap=NAME[,mac=52:54:00:12:34:56] */
+struct net_option {
+	char tap[16]; /* IFNAMSIZ */
+	uint8_t mac[6];
+	bool mac_set; /* else the device generates a locally administered MAC */
+};
+
+/* --console hvc[,path=FILE|,socket=PATH]: virtio-console hvc0 on stdio, a file or a unix socket */
+enum hvc_backend { HVC_NONE, HVC_STDIO, HVC_FILE, HVC_SOCKET };
+
 struct vm_options {
 	const char *kernel;
 	const char *initrd;
@@ -34,6 +55,13 @@ struct vm_options {
 	unsigned ncpus;
 	enum reboot_action reboot;
 	int verbosity; /* log level; -v raises it */
+	struct disk_option disks[OPTIONS_MAX_DISKS];
+	unsigned nr_disks;
+	struct net_option nets[OPTIONS_MAX_NETS];
+	unsigned nr_nets;
+	enum hvc_backend hvc;
+	const char *hvc_path; /* HVC_FILE / HVC_SOCKET */
+	bool rng;             /* --rng: virtio-rng from getrandom() */
 };
 
 /*
