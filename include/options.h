@@ -32,7 +32,7 @@ enum reboot_action {
 
 /* --disk PATH[,readonly][,serial=ID] */
 struct disk_option {
-	const char *path;
+	char path[4096];
 	bool readonly;
 	char serial[21]; /* virtio-blk serial (GET_ID): up to 20 bytes; default "vmm-disk<N>" */
 };

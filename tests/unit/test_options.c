@@ -56,9 +56,8 @@ static void test_defaults_and_short(void **state)
 	assert_null(o.initrd);
 	assert_int_equal(parse(&cmd, &o, err, 5, "vmm", "run", "-k", "img", "--reboot=restart"), 0);
 	assert_int_equal(o.reboot, REBOOT_RESTART);
-	assert_int_equal(parse(&cmd, &o, err, 6, "vmm", "run", "--kernel=img", "-vv", "--mem=1G",
-			       "-n4"),
-			 0);
+	assert_int_equal(
+	    parse(&cmd, &o, err, 6, "vmm", "run", "--kernel=img", "-vv", "--mem=1G", "-n4"), 0);
 	assert_int_equal(o.verbosity, 3);
 	assert_int_equal(o.mem_size, 1ULL << 30);
 	assert_int_equal(o.ncpus, 4);
@@ -118,6 +117,61 @@ static void test_errors(void **state)
 	expect_error("unexpected argument", 5, "vmm", "run", "-k", "x", "extra");
 }
 
+static void test_devices(void **state)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(parse(&cmd, &o, err, 15, "vmm", "run", "-k", "k", "--disk", "root.img",
+			       "--disk", "data.img,readonly,serial=abc", "--net",
+			       "tap=tap0,mac=52:54:00:12:34:56", "--console", "hvc", "--rng", "-d",
+			       "x,ro"),
+			 0);
+	assert_int_equal(o.nr_disks, 3);
+	assert_string_equal(o.disks[0].path, "root.img");
+	assert_false(o.disks[0].readonly);
+	assert_string_equal(o.disks[0].serial, "vmm-disk0");
+	assert_string_equal(o.disks[1].path, "data.img");
+	assert_true(o.disks[1].readonly);
+	assert_string_equal(o.disks[1].serial, "abc");
+	assert_true(o.disks[2].readonly);
+	assert_int_equal(o.nr_nets, 1);
+	assert_string_equal(o.nets[0].tap, "tap0");
+	assert_true(o.nets[0].mac_set);
+	assert_int_equal(o.nets[0].mac[5], 0x56);
+	assert_int_equal(o.hvc, HVC_STDIO);
+	assert_true(o.rng);
+	assert_int_equal(
+	    parse(&cmd, &o, err, 6, "vmm", "run", "-k", "k", "--console", "hvc,socket=/tmp/s"), 0);
+	assert_int_equal(o.hvc, HVC_SOCKET);
+	assert_string_equal(o.hvc_path, "/tmp/s");
+	assert_int_equal(parse(&cmd, &o, err, 6, "vmm", "run", "-k", "k", "--net", "tap=t1"), 0);
+	assert_false(o.nets[0].mac_set);
+}
+
+static void test_device_errors(void **state)
+{
+	(void)state;
+	expect_error("no file name", 5, "vmm", "run", "-k", "x", "--disk=,readonly");
+	expect_error("unknown option 'rw'", 5, "vmm", "run", "-k", "x", "--disk=a.img,rw");
+	expect_error("serial", 5, "vmm", "run", "-k", "x",
+		     "--disk=a.img,serial=123456789012345678901");
+	expect_error("tap=NAME is required", 5, "vmm", "run", "-k", "x",
+		     "--net=mac=52:54:00:00:00:01");
+	expect_error("not a unicast MAC", 5, "vmm", "run", "-k", "x",
+		     "--net=tap=t,mac=01:00:00:00:00:01");
+	expect_error("not a unicast MAC", 5, "vmm", "run", "-k", "x",
+		     "--net=tap=t,mac=52:54:00:00:00");
+	expect_error("not a unicast MAC", 5, "vmm", "run", "-k", "x",
+		     "--net=tap=t,mac=52:54:00:00:00:011");
+	expect_error("tap name", 5, "vmm", "run", "-k", "x", "--net=tap=averyveryverylongname");
+	expect_error("--console", 5, "vmm", "run", "-k", "x", "--console=serial");
+	expect_error("at most 8", 22, "vmm", "run", "-k", "x", "-d", "1", "-d", "2", "-d", "3",
+		     "-d", "4", "-d", "5", "-d", "6", "-d", "7", "-d", "8", "-d", "9");
+}
+
 static void test_sizes(void **state)
 {
 	uint64_t b;
@@ -145,9 +199,10 @@ static void test_sizes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_run_full),   cmocka_unit_test(test_defaults_and_short),
-		cmocka_unit_test(test_help_version), cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_sizes),
+	    cmocka_unit_test(test_run_full),	  cmocka_unit_test(test_defaults_and_short),
+	    cmocka_unit_test(test_help_version),  cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_sizes),	  cmocka_unit_test(test_devices),
+	    cmocka_unit_test(test_device_errors),
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }
