@@ -20,8 +20,7 @@ static int power_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, 
 	return 0;
 }
 
-static int debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len,
-			 bool is_write)
+static int debug_exit_io(void *opaque, uint64_t offset, uint8_t *data, uint32_t len, bool is_write)
 {
 	struct power *pm = opaque;
 

@@ -18,11 +18,11 @@
 struct console {
 	int in_fd;
 	int out_fd;
-	bool in_open;  /* stdin still readable (not EOF, pollable) */
+	bool in_open; /* stdin still readable (not EOF, pollable) */
 	bool is_tty;
-	bool raw;      /* terminal attributes changed; restore them */
+	bool raw; /* terminal attributes changed; restore them */
 	struct termios saved;
-	bool escape;   /* last input byte was Ctrl-A */
+	bool escape; /* last input byte was Ctrl-A */
 	uint8_t pending[256];
 	size_t pending_off, pending_len;
 };

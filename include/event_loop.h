@@ -17,8 +17,8 @@ struct event_source;
 
 struct event_loop {
 	int epfd;
-	int wake_fd;  /* eventfd: event_loop_stop() from any thread */
-	bool stop;    /* read and written with __atomic builtins */
+	int wake_fd; /* eventfd: event_loop_stop() from any thread */
+	bool stop;   /* read and written with __atomic builtins */
 	struct event_source *sources;
 };
 

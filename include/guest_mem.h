@@ -16,23 +16,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define GUEST_PAGE_SIZE   4096ULL
+#define GUEST_PAGE_SIZE	      4096ULL
 #define GUEST_MEM_MAX_REGIONS 2
 
 struct guest_region {
-	uint64_t gpa;         /* guest-physical start */
-	uint64_t size;        /* bytes */
+	uint64_t gpa;	      /* guest-physical start */
+	uint64_t size;	      /* bytes */
 	uint64_t file_offset; /* offset in the memfd (and in host_base) */
-	uint8_t *host;        /* host_base + file_offset */
+	uint8_t *host;	      /* host_base + file_offset */
 };
 
 struct guest_mem {
 	int memfd;
-	uint64_t ram_size;    /* total bytes of RAM, all regions */
-	uint8_t *host_base;   /* the whole memfd, mapped shared */
+	uint64_t ram_size;  /* total bytes of RAM, all regions */
+	uint8_t *host_base; /* the whole memfd, mapped shared */
 	int nr_regions;
 	struct guest_region regions[GUEST_MEM_MAX_REGIONS];
-	uint64_t *dirty;      /* VMM dirty log: one bit per page of the memfd */
+	uint64_t *dirty; /* VMM dirty log: one bit per page of the memfd */
 };
 
 /*

@@ -12,18 +12,18 @@
 #include <stdint.h>
 
 #define OPTIONS_MAX_CPUS    254 /* xAPIC IDs 0..253; the IOAPIC takes the next ID */
-#define OPTIONS_MIN_MEM     (2ULL << 20)
-#define OPTIONS_MAX_MEM     (1ULL << 40)
+#define OPTIONS_MIN_MEM	    (2ULL << 20)
+#define OPTIONS_MAX_MEM	    (1ULL << 40)
 #define OPTIONS_DEFAULT_MEM (256ULL << 20)
 
 enum vmm_command {
 	VMM_CMD_RUN,
-	VMM_CMD_HELP,    /* print usage to stdout, exit 0 */
+	VMM_CMD_HELP,	 /* print usage to stdout, exit 0 */
 	VMM_CMD_VERSION, /* print version to stdout, exit 0 */
 };
 
 enum reboot_action {
-	REBOOT_EXIT,    /* a guest reboot ends vmm with status 0 */
+	REBOOT_EXIT,	/* a guest reboot ends vmm with status 0 */
 	REBOOT_RESTART, /* a guest reboot rebuilds the VM and boots again */
 };
 
@@ -61,15 +61,15 @@ struct vm_options {
 	unsigned nr_nets;
 	enum hvc_backend hvc;
 	const char *hvc_path; /* HVC_FILE / HVC_SOCKET */
-	bool rng;             /* --rng: virtio-rng from getrandom() */
+	bool rng;	      /* --rng: virtio-rng from getrandom() */
 };
 
 /*
  * Parse argv ("vmm", "run", options...).  Fills cmd and opts; on a bad
  * command line returns -EINVAL with a message in err (no "vmm: " prefix).
  */
-int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_options *opts,
-		  char *err, size_t errlen);
+int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_options *opts, char *err,
+		  size_t errlen);
 
 /*
  * Parse a memory size: a number with an optional K, M, G or T suffix (also

@@ -22,7 +22,8 @@ struct vcpu {
 	bool started;
 };
 
-/* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot registers. */
+/* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot
+ * registers. */
 int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned index);
 
 /* Start the vCPU thread. */

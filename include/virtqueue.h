@@ -19,7 +19,7 @@
 
 #include "guest_mem.h"
 
-#define VIRTQ_MAX_SIZE  32768
+#define VIRTQ_MAX_SIZE	32768
 #define VIRTQ_MAX_CHAIN 1024 /* buffers in one chain, direct or indirect */
 
 #define VIRTQ_DESC_F_NEXT     1
@@ -28,15 +28,15 @@
 
 /* Guest-visible state of one queue: what a snapshot must carry. */
 struct virtq {
-	uint16_t size;          /* entries, a power of 2 */
+	uint16_t size; /* entries, a power of 2 */
 	bool ready;
-	bool event_idx;         /* VIRTIO_RING_F_EVENT_IDX negotiated */
-	bool indirect;          /* VIRTIO_RING_F_INDIRECT_DESC negotiated */
+	bool event_idx; /* VIRTIO_RING_F_EVENT_IDX negotiated */
+	bool indirect;	/* VIRTIO_RING_F_INDIRECT_DESC negotiated */
 	uint64_t desc_gpa;
 	uint64_t avail_gpa;
 	uint64_t used_gpa;
 	uint16_t last_avail_idx; /* next avail entry the device will take */
-	uint16_t used_idx;       /* next used entry the device will fill */
+	uint16_t used_idx;	 /* next used entry the device will fill */
 	uint16_t signalled_used; /* used_idx when the guest was last interrupted */
 	bool signalled_used_valid;
 };
@@ -50,9 +50,9 @@ struct virtq_buf {
 };
 
 struct virtq_chain {
-	uint16_t head;  /* descriptor index to hand back in virtq_push() */
+	uint16_t head;	 /* descriptor index to hand back in virtq_push() */
 	unsigned nr_out; /* driver-to-device buffers come first ... */
-	unsigned nr_in;  /* ... then device-to-driver buffers */
+	unsigned nr_in;	 /* ... then device-to-driver buffers */
 	uint64_t out_len, in_len;
 	struct virtq_buf bufs[VIRTQ_MAX_CHAIN];
 };
@@ -98,8 +98,10 @@ bool virtq_should_notify(struct virtq *vq, const struct guest_mem *mem);
  */
 void virtq_update_avail_event(struct virtq *vq, struct guest_mem *mem);
 
-/* Copy up to len bytes out of the chain's readable buffers, from byte offset. Returns bytes copied. */
-uint64_t virtq_chain_read(const struct virtq_chain *chain, uint64_t offset, void *dst, uint64_t len);
+/* Copy up to len bytes out of the chain's readable buffers, from byte offset. Returns bytes copied.
+ */
+uint64_t virtq_chain_read(const struct virtq_chain *chain, uint64_t offset, void *dst,
+			  uint64_t len);
 
 /*
  * Copy len bytes into the chain's writable buffers at byte offset, dirty-

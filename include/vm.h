@@ -28,10 +28,10 @@
 enum vm_stop_reason {
 	VM_STOP_NONE,
 	VM_STOP_POWEROFF, /* guest powered off: status 0 */
-	VM_STOP_RESET,    /* guest asked for a reset: exit 0 or restart */
-	VM_STOP_CRASH,    /* triple fault, internal error: status 1 */
-	VM_STOP_SIGNAL,   /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x: status 128+N */
-	VM_STOP_ERROR,    /* the VMM itself failed: status 1 */
+	VM_STOP_RESET,	  /* guest asked for a reset: exit 0 or restart */
+	VM_STOP_CRASH,	  /* triple fault, internal error: status 1 */
+	VM_STOP_SIGNAL,	  /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x: status 128+N */
+	VM_STOP_ERROR,	  /* the VMM itself failed: status 1 */
 };
 
 struct vcpu;
@@ -40,7 +40,7 @@ struct vm {
 	const struct vm_options *opts;
 	int kvm_fd;
 	int vm_fd;
-	int run_size;     /* bytes of each vCPU's kvm_run mapping */
+	int run_size;	  /* bytes of each vCPU's kvm_run mapping */
 	uint32_t tsc_khz; /* guest TSC frequency */
 
 	struct guest_mem mem;
@@ -63,7 +63,7 @@ struct vm {
 	pthread_cond_t cond;
 	enum vm_stop_reason stop_reason;
 	int exit_status;
-	bool stopping;        /* vCPUs leave their loop */
+	bool stopping;	      /* vCPUs leave their loop */
 	bool pause_requested; /* vCPUs park until vm_resume() */
 	unsigned nr_parked;
 	int signal_fd;

@@ -26,7 +26,7 @@ int guest_mem_layout(struct guest_mem *mem, uint64_t ram_size)
 	mem->nr_regions = 1;
 	if (ram_size > low) {
 		mem->regions[1] = (struct guest_region){
-			.gpa = LAYOUT_HIGH_RAM_BASE, .size = ram_size - low, .file_offset = low};
+		    .gpa = LAYOUT_HIGH_RAM_BASE, .size = ram_size - low, .file_offset = low};
 		mem->nr_regions = 2;
 	}
 	return 0;
@@ -47,8 +47,8 @@ int guest_mem_init(struct guest_mem *mem, uint64_t ram_size)
 		ret = -errno;
 		goto fail;
 	}
-	mem->host_base = mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE,
-			      mem->memfd, 0);
+	mem->host_base =
+	    mmap(NULL, ram_size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, mem->memfd, 0);
 	if (mem->host_base == MAP_FAILED) {
 		mem->host_base = NULL;
 		ret = -errno;

@@ -14,7 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#define VCPU_KICK_SIGNAL SIGUSR1
+#define VCPU_KICK_SIGNAL  SIGUSR1
 #define CPUID_MAX_ENTRIES 256
 
 static void kick_handler(int sig)
@@ -76,8 +76,8 @@ static int setup_lapic(struct vcpu *vcpu)
 
 	if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0)
 		return -errno;
-	*lvt0 = (*lvt0 & ~0x700u & ~0x10000u) | (7u << 8);  /* ExtINT, unmasked */
-	*lvt1 = (*lvt1 & ~0x700u & ~0x10000u) | (4u << 8);  /* NMI, unmasked */
+	*lvt0 = (*lvt0 & ~0x700u & ~0x10000u) | (7u << 8); /* ExtINT, unmasked */
+	*lvt1 = (*lvt1 & ~0x700u & ~0x10000u) | (4u << 8); /* NMI, unmasked */
 	if (ioctl(vcpu->fd, KVM_SET_LAPIC, &lapic) < 0)
 		return -errno;
 	return 0;
@@ -98,8 +98,8 @@ static int setup_boot_regs(struct vcpu *vcpu)
 	if (ioctl(vcpu->fd, KVM_SET_REGS, &regs) < 0)
 		return -errno;
 	memset(&fpu, 0, sizeof(fpu));
-	fpu.fcw = 0x37f;     /* x87 reset value */
-	fpu.mxcsr = 0x1f80;  /* SSE exceptions masked */
+	fpu.fcw = 0x37f;    /* x87 reset value */
+	fpu.mxcsr = 0x1f80; /* SSE exceptions masked */
 	if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
 		return -errno;
 	return 0;
@@ -118,7 +118,8 @@ int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned index)
 		pr_err("vCPU %u: KVM_CREATE_VCPU: %s", index, strerror(errno));
 		return ret;
 	}
-	vcpu->run = mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
+	vcpu->run =
+	    mmap(NULL, (size_t)vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd, 0);
 	if (vcpu->run == MAP_FAILED) {
 		ret = -errno;
 		vcpu->run = NULL;
@@ -154,7 +155,8 @@ void vcpu_dump(struct vcpu *vcpu, const char *why)
 	struct kvm_sregs s;
 
 	if (ioctl(vcpu->fd, KVM_GET_REGS, &r) < 0 || ioctl(vcpu->fd, KVM_GET_SREGS, &s) < 0) {
-		pr_err("vCPU %u: %s (registers unavailable: %s)", vcpu->index, why, strerror(errno));
+		pr_err("vCPU %u: %s (registers unavailable: %s)", vcpu->index, why,
+		       strerror(errno));
 		return;
 	}
 	pr_err("vCPU %u: %s", vcpu->index, why);
@@ -165,8 +167,8 @@ void vcpu_dump(struct vcpu *vcpu, const char *why)
 	pr_err(" r12=%016llx r13=%016llx r14=%016llx r15=%016llx", r.r12, r.r13, r.r14, r.r15);
 	pr_err(" cs=%04x(%016llx) ss=%04x ds=%04x es=%04x", s.cs.selector, s.cs.base, s.ss.selector,
 	       s.ds.selector, s.es.selector);
-	pr_err(" cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%016llx", s.cr0, s.cr2,
-	       s.cr3, s.cr4, s.efer);
+	pr_err(" cr0=%016llx cr2=%016llx cr3=%016llx cr4=%016llx efer=%016llx", s.cr0, s.cr2, s.cr3,
+	       s.cr4, s.efer);
 	pr_err(" gdt=%016llx/%x idt=%016llx/%x", s.gdt.base, s.gdt.limit, s.idt.base, s.idt.limit);
 }
 
@@ -179,7 +181,8 @@ static void handle_io(struct vcpu *vcpu)
 
 	/* String I/O (rep ins/outs) arrives as count items back to back. */
 	for (i = 0; i < run->io.count; i++, data += run->io.size) {
-		if (bus_access(&vcpu->vm->pio, run->io.port, data, run->io.size, is_write) == -ENODEV)
+		if (bus_access(&vcpu->vm->pio, run->io.port, data, run->io.size, is_write) ==
+		    -ENODEV)
 			pr_debug("unclaimed port %s 0x%x size %u", is_write ? "write" : "read",
 				 run->io.port, run->io.size);
 	}

@@ -103,8 +103,8 @@ static void watch_stdin(struct vm *vm, bool on)
 	if (on == vm->stdin_watched || !vm->console.in_open)
 		return;
 	if (on)
-		vm->stdin_watched = event_loop_add(&vm->loop, vm->console.in_fd, EPOLLIN, on_stdin,
-						   vm) == 0;
+		vm->stdin_watched =
+		    event_loop_add(&vm->loop, vm->console.in_fd, EPOLLIN, on_stdin, vm) == 0;
 	else
 		vm->stdin_watched = event_loop_remove(&vm->loop, vm->console.in_fd) != 0;
 }
@@ -190,9 +190,9 @@ static int open_kvm(struct vm *vm)
 		int cap;
 		const char *name;
 	} needed[] = {
-		{KVM_CAP_IRQCHIP, "in-kernel irqchip"},     {KVM_CAP_PIT2, "in-kernel PIT"},
-		{KVM_CAP_USER_MEMORY, "user memory"},       {KVM_CAP_SET_TSS_ADDR, "TSS address"},
-		{KVM_CAP_IMMEDIATE_EXIT, "immediate exit"}, {KVM_CAP_EXT_CPUID, "CPUID"},
+	    {KVM_CAP_IRQCHIP, "in-kernel irqchip"},	{KVM_CAP_PIT2, "in-kernel PIT"},
+	    {KVM_CAP_USER_MEMORY, "user memory"},	{KVM_CAP_SET_TSS_ADDR, "TSS address"},
+	    {KVM_CAP_IMMEDIATE_EXIT, "immediate exit"}, {KVM_CAP_EXT_CPUID, "CPUID"},
 	};
 	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++) {
 		if (ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, needed[i].cap) <= 0) {
@@ -247,10 +247,10 @@ static int create_kvm_vm(struct vm *vm)
 	for (i = 0; i < vm->mem.nr_regions; i++) {
 		const struct guest_region *r = &vm->mem.regions[i];
 		struct kvm_userspace_memory_region slot = {
-			.slot = (uint32_t)i,
-			.guest_phys_addr = r->gpa,
-			.memory_size = r->size,
-			.userspace_addr = (uint64_t)(uintptr_t)r->host,
+		    .slot = (uint32_t)i,
+		    .guest_phys_addr = r->gpa,
+		    .memory_size = r->size,
+		    .userspace_addr = (uint64_t)(uintptr_t)r->host,
 		};
 
 		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
@@ -268,8 +268,8 @@ static int create_devices(struct vm *vm)
 	struct irq_line kbd_irq = {.set_level = kvm_set_irq, .opaque = vm, .gsi = 1};
 	struct irq_line aux_irq = {.set_level = kvm_set_irq, .opaque = vm, .gsi = 12};
 	static const struct uart8250_ops uart_ops = {
-		.output = on_uart_output,
-		.rx_space = on_uart_rx_space,
+	    .output = on_uart_output,
+	    .rx_space = on_uart_rx_space,
 	};
 	int ret;
 
@@ -296,7 +296,8 @@ static int setup_event_loop(struct vm *vm)
 	ret = event_loop_init(&vm->loop);
 	if (ret)
 		return ret;
-	/* The stop signals arrive through the loop, not asynchronously (threads inherit the mask). */
+	/* The stop signals arrive through the loop, not asynchronously (threads inherit the mask).
+	 */
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
@@ -325,10 +326,10 @@ static int setup_event_loop(struct vm *vm)
 int vm_create(struct vm *vm, const struct vm_options *opts)
 {
 	struct boot_config boot = {
-		.kernel_path = opts->kernel,
-		.initrd_path = opts->initrd,
-		.cmdline = opts->cmdline,
-		.ncpus = opts->ncpus,
+	    .kernel_path = opts->kernel,
+	    .initrd_path = opts->initrd,
+	    .cmdline = opts->cmdline,
+	    .ncpus = opts->ncpus,
 	};
 	unsigned i;
 	int ret;

@@ -111,9 +111,9 @@ static void test_event_loop(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_pipe_input_passes_escape_through),
-		cmocka_unit_test(test_tty_raw_and_escape),
-		cmocka_unit_test(test_event_loop),
+	    cmocka_unit_test(test_pipe_input_passes_escape_through),
+	    cmocka_unit_test(test_tty_raw_and_escape),
+	    cmocka_unit_test(test_event_loop),
 	};
 	return cmocka_run_group_tests_name("console", tests, NULL, NULL);
 }

@@ -58,9 +58,9 @@ static void test_checked_access(void **state)
 	assert_non_null(guest_mem_ptr(&m, 0, 16ULL << 20));
 	assert_null(guest_mem_ptr(&m, 1, 16ULL << 20));
 	assert_null(guest_mem_ptr(&m, (16ULL << 20) - 8, 16));
-	assert_null(guest_mem_ptr(&m, UINT64_MAX - 4, 16));        /* wraps */
-	assert_null(guest_mem_ptr(&m, 4096, UINT64_MAX));          /* wraps */
-	assert_null(guest_mem_ptr(&m, LAYOUT_IOAPIC, 4));          /* MMIO, not RAM */
+	assert_null(guest_mem_ptr(&m, UINT64_MAX - 4, 16)); /* wraps */
+	assert_null(guest_mem_ptr(&m, 4096, UINT64_MAX));   /* wraps */
+	assert_null(guest_mem_ptr(&m, LAYOUT_IOAPIC, 4));   /* MMIO, not RAM */
 	assert_int_equal(guest_mem_write(&m, 0x5000, buf, 3), 0);
 	memset(buf, 0, sizeof(buf));
 	assert_int_equal(guest_mem_read(&m, 0x5000, buf, 3), 0);
@@ -120,9 +120,9 @@ static void test_dirty_high_region(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_layout_small),   cmocka_unit_test(test_layout_split),
-		cmocka_unit_test(test_layout_rejects), cmocka_unit_test(test_checked_access),
-		cmocka_unit_test(test_dirty_marking),  cmocka_unit_test(test_dirty_high_region),
+	    cmocka_unit_test(test_layout_small),   cmocka_unit_test(test_layout_split),
+	    cmocka_unit_test(test_layout_rejects), cmocka_unit_test(test_checked_access),
+	    cmocka_unit_test(test_dirty_marking),  cmocka_unit_test(test_dirty_high_region),
 	};
 	return cmocka_run_group_tests_name("guest_mem", tests, NULL, NULL);
 }

@@ -56,8 +56,8 @@ static void test_no_space(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_round_trip),
-		cmocka_unit_test(test_no_space),
+	    cmocka_unit_test(test_round_trip),
+	    cmocka_unit_test(test_no_space),
 	};
 	return cmocka_run_group_tests_name("state", tests, NULL, NULL);
 }

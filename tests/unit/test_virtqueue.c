@@ -289,7 +289,8 @@ static void test_too_many_descriptors(void **state)
 	unsigned i, n = VIRTQ_MAX_CHAIN + 1;
 
 	for (i = 0; i < n; i++)
-		set_desc(f, table, i, DATA, 1, i + 1 < n ? VIRTQ_DESC_F_NEXT : 0, (uint16_t)(i + 1));
+		set_desc(f, table, i, DATA, 1, i + 1 < n ? VIRTQ_DESC_F_NEXT : 0,
+			 (uint16_t)(i + 1));
 	set_desc(f, DESC, 0, table, 16 * n, VIRTQ_DESC_F_INDIRECT, 0);
 	offer(f, 0);
 	expect_bad(f, -EINVAL);
@@ -337,12 +338,15 @@ static void test_no_interrupt_flag(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_enable_checks),       T(test_empty_then_chain),   T(test_used_ring_dirty),
-		T(test_out_of_range_address), T(test_length_wraps),      T(test_loop),
-		T(test_next_out_of_table),   T(test_head_out_of_table),  T(test_avail_idx_too_far),
-		T(test_readable_after_writable), T(test_zero_length),    T(test_indirect),
-		T(test_indirect_in_indirect), T(test_indirect_bad_tables), T(test_too_many_descriptors),
-		T(test_event_idx),           T(test_no_interrupt_flag),
+	    T(test_enable_checks),	  T(test_empty_then_chain),
+	    T(test_used_ring_dirty),	  T(test_out_of_range_address),
+	    T(test_length_wraps),	  T(test_loop),
+	    T(test_next_out_of_table),	  T(test_head_out_of_table),
+	    T(test_avail_idx_too_far),	  T(test_readable_after_writable),
+	    T(test_zero_length),	  T(test_indirect),
+	    T(test_indirect_in_indirect), T(test_indirect_bad_tables),
+	    T(test_too_many_descriptors), T(test_event_idx),
+	    T(test_no_interrupt_flag),
 	};
 	return cmocka_run_group_tests_name("virtqueue", tests, NULL, NULL);
 }
