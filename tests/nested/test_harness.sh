@@ -4,12 +4,15 @@
 # The harness itself, without vmm: two L1 hosts on one segment boot, load
 # kvm-amd and have /dev/kvm; commands run with their output and exit status;
 # hosts reach each other over the segment; a background job can be killed;
-# a killed host is reported as dead (125), a stopped one powers off.
+# a killed host is reported as dead (125) and can be started again on the
+# same segment; a stopped one powers off; a script baked into the L1 image
+# runs at boot.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
 nested_init harness
-nested_build_l1 --no-vmm
+echo 'echo "USER: script ran on $(hostname)"' >"$NESTED_WORK/user.sh"
+nested_build_l1 --no-vmm --script "$NESTED_WORK/user.sh"
 nested_segment lan a b
 nested_host_start a
 nested_host_start b
@@ -19,6 +22,7 @@ for h in a b; do
 done
 
 nested_exec a 'test -c /dev/kvm' || nested_fail "a: no /dev/kvm"
+nested_wait b '^USER: script ran on b' 30 || nested_fail "b: the baked-in script did not run"
 rc=0
 out=$(nested_exec a 'echo out; echo err >&2; exit 3') || rc=$?
 [ "$rc" = 3 ] || nested_fail "exec status: want 3, got $rc"
@@ -63,6 +67,12 @@ nested_exec b true || rc=$?
 [ "$rc" = 125 ] || nested_fail "exec on a dead host: want 125, got $rc"
 echo "b: killed, reported dead after $((($(date +%s%N) - t) / 1000000)) ms"
 nested_exec a 'ping -c 1 -W 2 10.0.0.2' >/dev/null && nested_fail "b still answers after kill -9"
+
+nested_host_start b
+nested_ready b 240 || nested_fail "b: no agent after restart (status $?)"
+nested_exec b "$noipv6 && ip link set eth0 up && ip addr add 10.0.0.2/24 dev eth0" >/dev/null
+nested_exec a 'ping -c 2 -W 5 10.0.0.2' >/dev/null || nested_fail "restarted b is not on the segment"
+nested_kill b
 
 nested_stop a 30 || nested_fail "a did not power off"
 grep -q '^L1: agent stop' "$(nested_console a)" || nested_fail "a: no clean agent stop"
