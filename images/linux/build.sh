@@ -105,12 +105,20 @@ extract_vmlinux() {
 	fi
 }
 
+kernel_package() {
+	apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'
+}
+
 fetch_kernel() {
 	local pkg dl kver
 	command -v apt-get >/dev/null || die "apt-get is needed to fetch the kernel"
-	pkg=${KERNEL_PKG:-$(apt-cache depends linux-image-amd64 2>/dev/null |
-		awk '/Depends: linux-image-[0-9]/ {print $2; exit}')}
-	[ -n "$pkg" ] || die "cannot resolve the versioned package behind linux-image-amd64 (apt-get update?)"
+	pkg=${KERNEL_PKG:-$(kernel_package)}
+	if [ -z "$pkg" ]; then
+		say "no linux-image-amd64 in the package lists; running apt-get update"
+		apt-get update -q >/dev/null || true
+		pkg=$(kernel_package)
+	fi
+	[ -n "$pkg" ] || die "cannot resolve the versioned package behind linux-image-amd64"
 	say "fetching $pkg"
 	dl="$out/deb"
 	rm -rf "$dl" "$out/pkg"
@@ -128,13 +136,14 @@ fetch_kernel() {
 	mv "$out/pkg/lib/modules/$kver" "$out/modules"
 	cp "$out/pkg/boot/vmlinuz-$kver" "$out/vmlinuz"
 	cp "$out/pkg/boot/config-$kver" "$out/config"
-	rm -rf "$out/pkg" "$out/vmlinux"
+	rm -rf "$out/pkg" "$out/vmlinux" "$dl"
 	extract_vmlinux "$out/vmlinuz" "$out/vmlinux"
 	echo "$kver" >"$out/kernel-version"
 }
 
 ensure_busybox() {
-	if [ -x /bin/busybox ] && file -L /bin/busybox | grep -q 'statically linked'; then
+	# ldd fails on a static binary; the initramfs has no libraries for busybox.
+	if [ -x /bin/busybox ] && ! ldd /bin/busybox >/dev/null 2>&1; then
 		return 0
 	fi
 	say "installing busybox-static"
