@@ -20,6 +20,7 @@
 #include "event_loop.h"
 #include "guest_mem.h"
 #include "i8042.h"
+#include "msi.h"
 #include "options.h"
 #include "pci.h"
 #include "power.h"
@@ -35,6 +36,8 @@ enum vm_stop_reason {
 };
 
 struct vcpu;
+struct virtio_env;
+struct virtio_rng;
 
 struct vm {
 	const struct vm_options *opts;
@@ -55,6 +58,9 @@ struct vm {
 	struct pci_host pci;
 	struct power power;
 	bool has_com1, has_i8042, has_pci; /* which devices to destroy */
+	struct msi_router msi;		   /* GSI routing: irqchip pins + MSI routes */
+	bool has_msi;
+	struct virtio_rng *rng; /* --rng */
 
 	unsigned ncpus;
 	struct vcpu *vcpus;
@@ -92,5 +98,8 @@ void vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 
 void vm_destroy(struct vm *vm);
+
+/* What a virtio device on this VM needs: memory, PCI, event loop, MSI router, vm fd. */
+void vm_virtio_env(struct vm *vm, struct virtio_env *env);
 
 #endif

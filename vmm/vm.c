@@ -4,6 +4,8 @@
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
+#include "virtio.h"
+#include "virtio_rng.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -239,6 +241,13 @@ static int create_kvm_vm(struct vm *vm)
 		pr_err("KVM_CREATE_IRQCHIP: %s", strerror(errno));
 		return ret;
 	}
+	/* KVM_SET_GSI_ROUTING replaces the irqchip's routes: the router keeps them all. */
+	ret = msi_router_init(&vm->msi, vm->vm_fd);
+	if (ret) {
+		pr_err("MSI routing: %s", strerror(-ret));
+		return ret;
+	}
+	vm->has_msi = true;
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0) {
 		ret = -errno;
 		pr_err("KVM_CREATE_PIT2: %s", strerror(errno));
@@ -285,7 +294,26 @@ static int create_devices(struct vm *vm)
 	vm->has_pci = vm->has_i8042 && !ret;
 	if (ret)
 		pr_err("device set-up: %s", strerror(-ret));
+	if (!ret && vm->opts->rng) {
+		struct virtio_env env;
+
+		vm_virtio_env(vm, &env);
+		ret = virtio_rng_create(&vm->rng, &env, -1);
+		if (ret)
+			pr_err("virtio-rng: %s", strerror(-ret));
+	}
 	return ret;
+}
+
+void vm_virtio_env(struct vm *vm, struct virtio_env *env)
+{
+	*env = (struct virtio_env){
+	    .mem = &vm->mem,
+	    .pci = &vm->pci,
+	    .loop = &vm->loop,
+	    .msi = &vm->msi,
+	    .vm_fd = vm->vm_fd,
+	};
 }
 
 static int setup_event_loop(struct vm *vm)
@@ -428,6 +456,8 @@ void vm_destroy(struct vm *vm)
 		vm->vcpus = NULL;
 	}
 	console_restore(&vm->console);
+	virtio_rng_destroy(vm->rng);
+	vm->rng = NULL;
 	if (vm->has_pci)
 		pci_host_destroy(&vm->pci);
 	if (vm->has_i8042)
@@ -446,6 +476,9 @@ void vm_destroy(struct vm *vm)
 		bus_destroy(&vm->pio);
 	if (vm->mmio.ranges || vm->mmio.name)
 		bus_destroy(&vm->mmio);
+	if (vm->has_msi)
+		msi_router_destroy(&vm->msi);
+	vm->has_msi = false;
 	if (vm->vm_fd >= 0)
 		close(vm->vm_fd);
 	if (vm->kvm_fd >= 0)

@@ -194,4 +194,123 @@ struct acpi_cpus {
 /* Finds the MADT and counts enabled CPUs; 0, or -1 with out->error set. */
 int acpi_count_cpus(struct acpi_cpus *out, unsigned flags);
 
+/* ---- PCI: bus 0, function 0 of each slot, configuration mechanism 1 (0xcf8/0xcfc) ---- */
+
+#define PCI_SLOTS	  32
+#define PCI_CAP_ID_VENDOR 0x09
+#define PCI_CAP_ID_MSIX	  0x11
+
+uint32_t pci_read32(unsigned slot, unsigned off);
+uint16_t pci_read16(unsigned slot, unsigned off);
+uint8_t pci_read8(unsigned slot, unsigned off);
+void pci_write32(unsigned slot, unsigned off, uint32_t v);
+void pci_write16(unsigned slot, unsigned off, uint16_t v);
+/* Slot of the n-th (from 0) function with this vendor and device ID, or -1. */
+int pci_find(uint16_t vendor, uint16_t device, unsigned n);
+/* Address of memory BAR bar (both widths), 0 if it is unassigned or an I/O BAR. */
+uint64_t pci_bar_addr(unsigned slot, unsigned bar);
+/* Offset of the first capability with id after offset `after` (0: from the start), or 0. */
+unsigned pci_next_cap(unsigned slot, uint8_t id, unsigned after);
+
+/* ---- virtio over modern PCI: a polling ring-3 driver (no interrupts) ---- */
+
+#define VIRTIO_ID_NET	  1
+#define VIRTIO_ID_BLOCK	  2
+#define VIRTIO_ID_CONSOLE 3
+#define VIRTIO_ID_RNG	  4
+
+#define VIRTIO_F_VERSION_1	    32
+#define VIRTIO_RING_F_INDIRECT_DESC 28
+#define VIRTIO_RING_F_EVENT_IDX	    29
+
+#define VIRTIO_S_ACKNOWLEDGE 1
+#define VIRTIO_S_DRIVER	     2
+#define VIRTIO_S_DRIVER_OK   4
+#define VIRTIO_S_FEATURES_OK 8
+#define VIRTIO_S_NEEDS_RESET 64
+#define VIRTIO_S_FAILED	     128
+
+#define VIRTQ_F_NEXT  1
+#define VIRTQ_F_WRITE 2
+
+#define VIRTIO_KIT_QUEUES    4	 /* queues a kit driver can set up per device */
+#define VIRTIO_KIT_QUEUE_MAX 256 /* entries per queue */
+
+struct virtq_desc {
+	uint64_t addr;
+	uint32_t len;
+	uint16_t flags;
+	uint16_t next;
+};
+
+struct virtio_queue {
+	uint16_t size; /* 0: not set up */
+	uint16_t free_head, nr_free;
+	uint16_t avail_idx; /* next avail slot we fill */
+	uint16_t last_used; /* next used entry we consume */
+	volatile struct virtq_desc *desc;
+	volatile uint16_t *avail; /* flags, idx, ring[size], used_event */
+	volatile uint32_t *used;  /* flags|idx, then {id, len} pairs */
+	volatile uint16_t *notify;
+};
+
+struct virtio_device {
+	unsigned slot;
+	uint16_t device_id;
+	volatile uint8_t *common, *isr, *device, *notify;
+	uint32_t notify_mult, device_len;
+	uint64_t features; /* negotiated */
+	struct virtio_queue q[VIRTIO_KIT_QUEUES];
+};
+
+/* One buffer of a request; the device reads out-buffers and fills in-buffers. */
+struct virtio_buf {
+	void *addr;
+	uint32_t len;
+};
+
+/*
+ * Find the n-th (from 0) modern virtio-pci device with this virtio device
+ * ID and map its common, notify, ISR and device structures.  0, or -1 if
+ * there is none (or it lacks a structure).  virtio_find is n = 0.
+ */
+int virtio_find_nth(uint16_t device_id, unsigned n, struct virtio_device *dev);
+int virtio_find(uint16_t device_id, struct virtio_device *dev);
+/*
+ * Reset, ACKNOWLEDGE, DRIVER, accept (features & offered) | VERSION_1,
+ * FEATURES_OK and check the device kept it.  0 or -1 (see virtio_error()).
+ */
+int virtio_init(struct virtio_device *dev, uint64_t features);
+/*
+ * Set up queue q with size entries (0: the device's maximum, capped at
+ * VIRTIO_KIT_QUEUE_MAX) in RAM from virtio_alloc, no MSI-X vector, and
+ * enable it.  Between virtio_init and virtio_driver_ok.  0 or -1.
+ */
+int virtio_queue_setup(struct virtio_device *dev, unsigned q, uint16_t size);
+/* DRIVER_OK: the device is live.  0, or -1 if the device reports NEEDS_RESET or FAILED. */
+int virtio_driver_ok(struct virtio_device *dev);
+/*
+ * Chain n_out device-readable then n_in device-writable buffers, publish
+ * the chain and notify.  Returns the head descriptor (what
+ * virtio_wait_used returns for it) or -1 if the queue lacks free slots.
+ */
+int virtio_submit(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
+		  unsigned n_out, unsigned n_in);
+/*
+ * Poll q's used ring for the next completion (up to virtio_timeout_ms=
+ * from the cmdline, default 2000 ms).  Returns its head and the bytes the
+ * device wrote in *len, or -1 on timeout.
+ */
+int virtio_wait_used(struct virtio_device *dev, unsigned q, uint32_t *len);
+/* The device-specific configuration structure (NULL if the device has none). */
+volatile void *virtio_device_cfg(struct virtio_device *dev);
+uint8_t virtio_status(struct virtio_device *dev);
+/* Why the last virtio_* call failed. */
+const char *virtio_error(void);
+/*
+ * size bytes of zeroed RAM above the image (align: a power of 2), for
+ * rings and buffers; never freed.  NULL if the memmap has no room.
+ */
+void *virtio_alloc(size_t size, size_t align);
+
 #endif

@@ -155,4 +155,16 @@ bad "truncated ELF" "trunc.elf" run --kernel "$WORK/trunc.elf"
 bad "missing initrd" "nope.initrd" run --kernel $IMG/hello.elf --initrd "$WORK/nope.initrd"
 bad "memory too small for kernel + initrd" "does not fit" run --kernel $IMG/hello.elf --initrd "$WORK/big.initrd" --mem 4M
 
+# --- virtio (ring-3 polling driver in the kit) --------------------------------------
+if [ -e $IMG/virtio_rng.elf ]; then
+	run_vmm virtio-rng 30 run --kernel $IMG/virtio_rng.elf --rng
+	expect "virtio-rng: the guest driver reads 4 KiB of entropy" '[ $rc -eq 0 ] && grep -q "^virtio_rng: ok bytes=4096$" <<<"$out"'
+	run_vmm virtio-rng-big 60 run --kernel $IMG/virtio_rng.elf --rng --cpus 2 --cmdline "bytes=1048576"
+	expect "virtio-rng: 1 MiB in 1 KiB requests through the ioeventfd path" '[ $rc -eq 0 ] && grep -q "^virtio_rng: ok bytes=1048576$" <<<"$out"'
+	run_vmm virtio-rng-none 30 run --kernel $IMG/virtio_rng.elf
+	expect "virtio-rng: without --rng the guest finds no device (status 1)" '[ $rc -eq 1 ] && grep -q "^virtio_rng: FAIL no virtio-rng device" <<<"$out"'
+else
+	fail "virtio-rng" "$IMG/virtio_rng.elf not built"
+fi
+
 summary integration

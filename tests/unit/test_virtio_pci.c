@@ -3,7 +3,9 @@
  * The modern virtio-pci transport without KVM: capability layout as Linux
  * reads it, feature negotiation, status and reset, queue set-up good and
  * bad, MSI-X table, masking and pending bits, config generation, ISR,
- * notifications, the PCI-configuration window, hostile accesses, save/load.
+ * notifications, the PCI-configuration window, hostile accesses, save/load;
+ * and, with /dev/kvm (skipped otherwise), a queue interrupt reaching the
+ * LAPIC through MSI-X, the GSI route and the irqfd.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -11,10 +13,15 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libfdt.h>
+#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
 
+#include "msi.h"
 #include "state.h"
 #include "virtio.h"
 #include "virtio_driver.h"
@@ -798,6 +805,87 @@ static void test_load_validation(void **state)
 	free(fdt);
 }
 
+/* ---- on real KVM: a queue interrupt reaches the LAPIC through MSI-X, the route and irqfd ---- */
+
+#define APIC_SVR    0xf0
+#define APIC_SVR_ON 0x100
+#define APIC_IRR    0x200
+#define TEST_VECTOR 0x41
+
+static bool irr_set(int vcpu, unsigned vector)
+{
+	struct kvm_lapic_state l;
+	uint32_t w;
+
+	assert_int_equal(ioctl(vcpu, KVM_GET_LAPIC, &l), 0);
+	memcpy(&w, l.regs + APIC_IRR + 0x10 * (vector / 32), 4);
+	return w >> (vector % 32) & 1;
+}
+
+static void test_kvm_msix(void **state)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+	struct kvm_lapic_state l;
+	struct msi_router r;
+	struct virtio_env env;
+	struct vdrv *d;
+	int kvm, vm, vcpu, i;
+	uint32_t svr;
+
+	(void)state;
+	kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (kvm < 0) {
+		free(f);
+		skip();
+	}
+	vm = ioctl(kvm, KVM_CREATE_VM, 0);
+	assert_true(vm >= 0);
+	assert_int_equal(ioctl(vm, KVM_CREATE_IRQCHIP, 0), 0);
+	vcpu = ioctl(vm, KVM_CREATE_VCPU, 0);
+	assert_true(vcpu >= 0);
+	/* Software-enable the LAPIC so fixed interrupts are accepted into IRR. */
+	assert_int_equal(ioctl(vcpu, KVM_GET_LAPIC, &l), 0);
+	memcpy(&svr, l.regs + APIC_SVR, 4);
+	svr |= APIC_SVR_ON | 0xff;
+	memcpy(l.regs + APIC_SVR, &svr, 4);
+	assert_int_equal(ioctl(vcpu, KVM_SET_LAPIC, &l), 0);
+	assert_int_equal(msi_router_init(&r, vm), 0);
+
+	d = &f->d;
+	vd_init(d, RAM);
+	env = vd_env(d);
+	env.msi = &r;
+	assert_int_equal(virtio_pci_init(&f->vdev, &fake_info, &fake_ops, f, &env), 0);
+	assert_int_equal(virtio_pci_register(&f->vdev, -1), 0);
+	vd_probe(d, f->vdev.pci.slot);
+	bring_up(f);
+	vd_msix_enable(d, true, false);
+	vd_msix_entry(d, 1, MSI_ADDR, TEST_VECTOR, true); /* dest APIC 0, fixed, edge */
+	vd_common_write(d, VIRTIO_PCI_COMMON_Q_SELECT, 2, 0);
+	vd_common_write(d, VIRTIO_PCI_COMMON_Q_MSIX, 2, 1);
+	assert_int_equal(vd_common_read(d, VIRTIO_PCI_COMMON_Q_MSIX, 2), 1);
+	/* Masked: nothing reaches the LAPIC, the PBA holds it. */
+	complete_one(f, 0);
+	usleep(20000);
+	assert_false(irr_set(vcpu, TEST_VECTOR));
+	assert_int_equal(vd_read(d, d->msix_pba, 4), 1u << 1);
+	assert_int_equal(d->nr_msi, 0); /* KVM, not the test callback, delivers */
+	/* Unmask: the pending interrupt goes out through the irqfd. */
+	vd_write(d, d->msix_table + 16 + 12, 4, 0);
+	for (i = 0; i < 100 && !irr_set(vcpu, TEST_VECTOR); i++)
+		usleep(1000);
+	assert_true(irr_set(vcpu, TEST_VECTOR));
+	assert_int_equal(vd_read(d, d->msix_pba, 4), 0);
+
+	virtio_pci_destroy(&f->vdev);
+	vd_fini(d);
+	free(f);
+	msi_router_destroy(&r);
+	close(vcpu);
+	close(vm);
+	close(kvm);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -815,6 +903,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_pci_cfg_window, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_load_validation, setup, teardown),
+	    cmocka_unit_test(test_kvm_msix),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
