@@ -35,7 +35,8 @@
 
 struct rx_seg {
 	uint16_t head;
-	uint32_t len; /* bytes of this chain the frame may fill (header included) */
+	uint16_t nr_iov; /* its buffers in rx_iov, after those of the chains before it */
+	uint32_t len;	 /* bytes of this chain a frame may fill (header included) */
 };
 
 struct virtio_net {
@@ -56,7 +57,9 @@ struct virtio_net {
 	uint32_t rx_need; /* guest bytes (header included) the largest frame may take */
 	struct virtio_net_stats stats;
 
-	struct virtq_chain *tx_chain, *rx_first, *rx_more;
+	struct virtq_chain *tx_chain, *rx_chain;
+	unsigned rx_nsegs, rx_niov; /* chains held during virtio_net_rx, their buffers */
+	uint64_t rx_cap;	    /* bytes they hold */
 	struct iovec tx_iov[VIRTQ_MAX_CHAIN + 1];
 	struct iovec rx_iov[RX_MAX_IOV + 1];
 	uint64_t rx_gpa[RX_MAX_IOV];
@@ -306,10 +309,40 @@ static void tx_process(struct virtio_net *n)
 
 /* ---- receive ---- */
 
+/*
+ * Chains popped from the receive queue and not yet used are held in
+ * rx_segs/rx_iov during one virtio_net_rx call, so a small frame after a
+ * big one does not pop the same chains again; they go back to the ring
+ * (rx_release) before the call returns.
+ */
+
 /* Give back the last k chains we popped but did not use. */
 static void rx_unpop(struct virtq *vq, unsigned k)
 {
 	vq->last_avail_idx -= k;
+}
+
+static void rx_release(struct virtio_net *n)
+{
+	rx_unpop(virtio_queue(&n->vdev, VIRTIO_NET_RXQ), n->rx_nsegs);
+	n->rx_nsegs = n->rx_niov = 0;
+	n->rx_cap = 0;
+}
+
+/* Forget the first k held chains (the frame took them). */
+static void rx_consume(struct virtio_net *n, unsigned k)
+{
+	unsigned i, m = 0;
+
+	for (i = 0; i < k; i++) {
+		m += n->rx_segs[i].nr_iov;
+		n->rx_cap -= n->rx_segs[i].len;
+	}
+	memmove(n->rx_iov, n->rx_iov + m, (n->rx_niov - m) * sizeof(n->rx_iov[0]));
+	memmove(n->rx_gpa, n->rx_gpa + m, (n->rx_niov - m) * sizeof(n->rx_gpa[0]));
+	memmove(n->rx_segs, n->rx_segs + k, (n->rx_nsegs - k) * sizeof(n->rx_segs[0]));
+	n->rx_niov -= m;
+	n->rx_nsegs -= k;
 }
 
 /*
@@ -340,49 +373,136 @@ static int rx_publish(struct virtq *vq, struct guest_mem *mem, const struct rx_s
 	return 0;
 }
 
-/*
- * Add chain c's writable buffers to the receive iovec, skipping `skip`
- * header bytes the device writes itself, up to `want` bytes.  Returns the
- * bytes of the chain the frame may use (header included).
- */
-static uint32_t rx_add_chain(struct virtio_net *n, const struct virtq_chain *c, unsigned *niov,
-			     uint32_t skip, uint32_t want)
+/* Hold chain c: its writable buffers, up to the largest frame, join the iovec. */
+static void rx_hold(struct virtio_net *n, const struct virtq_chain *c)
 {
+	struct rx_seg *seg = &n->rx_segs[n->rx_nsegs];
+	unsigned i, start = n->rx_niov;
 	uint64_t got = 0;
-	unsigned i;
 
-	for (i = c->nr_out; i < c->nr_out + c->nr_in && got < want && *niov < RX_MAX_IOV; i++) {
+	for (i = c->nr_out; i < c->nr_out + c->nr_in && got < n->rx_need && n->rx_niov < RX_MAX_IOV;
+	     i++) {
 		const struct virtq_buf *b = &c->bufs[i];
-		uint64_t len = b->len, off = 0;
+		uint64_t len = b->len < n->rx_need - got ? b->len : n->rx_need - got;
 
-		if (skip) {
-			off = skip < len ? skip : len;
-			skip -= off;
-			got += off;
-			if (off == len)
-				continue;
-		}
-		len -= off;
-		if (len > want - got)
-			len = want - got;
-		n->rx_iov[*niov] = (struct iovec){.iov_base = b->host + off, .iov_len = len};
-		n->rx_gpa[*niov] = b->gpa + off;
-		(*niov)++;
+		if (!len)
+			continue;
+		n->rx_iov[n->rx_niov] = (struct iovec){.iov_base = b->host, .iov_len = len};
+		n->rx_gpa[n->rx_niov] = b->gpa;
+		n->rx_niov++;
 		got += len;
 	}
-	return (uint32_t)got;
+	seg->head = c->head;
+	seg->nr_iov = (uint16_t)(n->rx_niov - start);
+	seg->len = (uint32_t)got;
+	n->rx_cap += got;
+	n->rx_nsegs++;
 }
 
-static void rx_mark_dirty(struct virtio_net *n, unsigned niov, uint64_t bytes)
+/*
+ * Hold enough chains for the largest frame (one without MRG_RXBUF).
+ * 0, -ENOBUFS (not yet: the driver can still post more) or -EPROTO.
+ */
+static int rx_fill(struct virtio_net *n)
+{
+	struct guest_mem *mem = n->vdev.env.mem;
+	struct virtq *vq = virtio_queue(&n->vdev, VIRTIO_NET_RXQ);
+	bool mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
+	struct virtq_chain *c = n->rx_chain;
+	bool room;
+	int p;
+
+	for (;;) {
+		room = n->rx_nsegs < RX_MAX_SEGS && n->rx_niov < RX_MAX_IOV;
+		if (n->rx_nsegs && (!mrg || n->rx_cap >= n->rx_need || !room))
+			break;
+		p = virtq_pop(vq, mem, c);
+		if (p < 0)
+			return -EPROTO;
+		if (p == 0)
+			break;
+		/* Spec 5.1.6.3.1: receive buffers are device-writable and hold at least a header.
+		 */
+		if (c->nr_out || c->in_len < HDR_LEN) {
+			rx_unpop(vq, 1);
+			return -EPROTO;
+		}
+		rx_hold(n, c);
+		if (n->rx_segs[n->rx_nsegs - 1].len < HDR_LEN) {
+			/* Out of iovec slots: leave the chain for the next call. */
+			n->rx_nsegs--;
+			n->rx_niov -= n->rx_segs[n->rx_nsegs].nr_iov;
+			n->rx_cap -= n->rx_segs[n->rx_nsegs].len;
+			rx_unpop(vq, 1);
+			break;
+		}
+	}
+	if (!n->rx_nsegs)
+		return -ENOBUFS;
+	/* Wait for room for the largest frame while the driver can still post more. */
+	room = n->rx_nsegs < RX_MAX_SEGS && n->rx_niov < RX_MAX_IOV;
+	if (mrg && n->rx_cap < n->rx_need && room && n->rx_nsegs < vq->size)
+		return -ENOBUFS;
+	return 0;
+}
+
+/* Write header bytes into the first held chain, dirty-marking them. */
+static void rx_write_hdr(struct virtio_net *n, uint32_t off, const void *src, uint32_t len)
+{
+	const uint8_t *p = src;
+	unsigned i;
+
+	for (i = 0; i < n->rx_segs[0].nr_iov && len; i++) {
+		uint32_t l = (uint32_t)n->rx_iov[i].iov_len, c;
+
+		if (off >= l) {
+			off -= l;
+			continue;
+		}
+		c = l - off < len ? l - off : len;
+		memcpy((uint8_t *)n->rx_iov[i].iov_base + off, p, c);
+		guest_mem_mark_dirty(n->vdev.env.mem, n->rx_gpa[i] + off, c);
+		p += c;
+		len -= c;
+		off = 0;
+	}
+}
+
+static void rx_mark_dirty(struct virtio_net *n, uint64_t bytes)
 {
 	unsigned i;
 
-	for (i = 0; i < niov && bytes; i++) {
+	for (i = 0; i < n->rx_niov && bytes; i++) {
 		uint64_t len = n->rx_iov[i].iov_len < bytes ? n->rx_iov[i].iov_len : bytes;
 
 		guest_mem_mark_dirty(n->vdev.env.mem, n->rx_gpa[i], len);
 		bytes -= len;
 	}
+}
+
+/*
+ * readv into the held chains, after `skip` header bytes the device writes
+ * itself (a tap without the vnet header), with the sink last to catch
+ * frames too big for them.
+ */
+static ssize_t rx_read(struct virtio_net *n, uint32_t skip)
+{
+	unsigned j = 0;
+	struct iovec save;
+	ssize_t r;
+
+	while (skip && skip >= n->rx_iov[j].iov_len)
+		skip -= (uint32_t)n->rx_iov[j++].iov_len;
+	save = n->rx_iov[j];
+	n->rx_iov[j].iov_base = (uint8_t *)n->rx_iov[j].iov_base + skip;
+	n->rx_iov[j].iov_len -= skip;
+	n->rx_iov[n->rx_niov] =
+	    (struct iovec){.iov_base = n->rx_sink, .iov_len = sizeof(n->rx_sink)};
+	do {
+		r = readv(n->fd, n->rx_iov + j, (int)(n->rx_niov - j + 1));
+	} while (r < 0 && errno == EINTR);
+	n->rx_iov[j] = save;
+	return r;
 }
 
 /*
@@ -392,55 +512,21 @@ static void rx_mark_dirty(struct virtio_net *n, unsigned niov, uint64_t bytes)
  */
 static int rx_one(struct virtio_net *n)
 {
-	struct guest_mem *mem = n->vdev.env.mem;
 	struct virtq *vq = virtio_queue(&n->vdev, VIRTIO_NET_RXQ);
 	uint32_t skip = n->tap.vnet_hdr ? 0 : HDR_LEN, lens[RX_MAX_SEGS];
-	bool mrg = has(n, VIRTIO_NET_F_MRG_RXBUF);
-	uint64_t cap = 0, total, left;
-	unsigned nsegs = 0, niov = 0, k;
+	uint64_t total, left;
 	uint16_t num_buffers;
+	unsigned k;
 	ssize_t r;
+	int ret;
 
-	for (;;) {
-		struct virtq_chain *c = nsegs ? n->rx_more : n->rx_first;
-		int p = virtq_pop(vq, mem, c);
-
-		if (p < 0) {
-			rx_unpop(vq, nsegs);
-			return -EPROTO;
-		}
-		if (p == 0)
-			break;
-		/* Spec 5.1.6.3.1: receive buffers are device-writable and hold at least a header.
-		 */
-		if (c->nr_out || c->in_len < HDR_LEN) {
-			rx_unpop(vq, nsegs + 1);
-			return -EPROTO;
-		}
-		n->rx_segs[nsegs].head = c->head;
-		n->rx_segs[nsegs].len =
-		    rx_add_chain(n, c, &niov, nsegs ? 0 : skip, n->rx_need - cap);
-		cap += n->rx_segs[nsegs].len;
-		nsegs++;
-		if (!mrg || cap >= n->rx_need || nsegs == RX_MAX_SEGS || niov == RX_MAX_IOV)
-			break;
-	}
-	if (!nsegs)
-		return -ENOBUFS;
-	/* Wait for room for the largest frame while the driver can still post more. */
-	if (mrg && cap < n->rx_need && nsegs < RX_MAX_SEGS && niov < RX_MAX_IOV &&
-	    nsegs < vq->size) {
-		rx_unpop(vq, nsegs);
-		return -ENOBUFS;
-	}
-	n->rx_iov[niov] = (struct iovec){.iov_base = n->rx_sink, .iov_len = sizeof(n->rx_sink)};
-	do {
-		r = readv(n->fd, n->rx_iov, niov + 1);
-	} while (r < 0 && errno == EINTR);
+	ret = rx_fill(n);
+	if (ret)
+		return ret;
+	r = rx_read(n, skip);
 	if (r <= 0) {
 		int err = r ? errno : 0;
 
-		rx_unpop(vq, nsegs);
 		if (err == EAGAIN || err == EWOULDBLOCK)
 			return 0;
 		if (err == EFAULT || err == EINVAL || err == EMSGSIZE) {
@@ -452,26 +538,25 @@ static int rx_one(struct virtio_net *n)
 	}
 	total = (uint64_t)r + skip;
 	/* Landed in the sink (or the kernel reports the untruncated size): too big, drop. */
-	if (total > cap || total < HDR_LEN) {
-		rx_unpop(vq, nsegs);
+	if (total > n->rx_cap || total < HDR_LEN) {
 		n->stats.rx_dropped++;
 		return 1;
 	}
-	rx_mark_dirty(n, niov, (uint64_t)r);
+	rx_mark_dirty(n, total);
 	for (k = 0, left = total; left; k++) {
 		lens[k] = n->rx_segs[k].len < left ? n->rx_segs[k].len : (uint32_t)left;
 		left -= lens[k];
 	}
 	if (skip) {
-		struct virtio_net_hdr_v1 hdr = {0};
+		static const struct virtio_net_hdr_v1 none;
 
-		virtq_chain_write(n->rx_first, mem, 0, &hdr, HDR_LEN);
+		rx_write_hdr(n, 0, &none, HDR_LEN);
 	}
-	num_buffers = k;
-	virtq_chain_write(n->rx_first, mem, NUM_BUF_OFF, &num_buffers, sizeof(num_buffers));
-	rx_unpop(vq, nsegs - k);
-	if (rx_publish(vq, mem, n->rx_segs, lens, k))
+	num_buffers = (uint16_t)k;
+	rx_write_hdr(n, NUM_BUF_OFF, &num_buffers, sizeof(num_buffers));
+	if (rx_publish(vq, n->vdev.env.mem, n->rx_segs, lens, k))
 		return -EPROTO;
+	rx_consume(n, k);
 	n->stats.rx_packets++;
 	n->stats.rx_bytes += total - HDR_LEN;
 	return 1;
@@ -520,6 +605,7 @@ void virtio_net_rx(struct virtio_net *n)
 		rx_stop(n); /* back on the loop when the driver notifies the queue */
 		break;
 	}
+	rx_release(n);
 	pthread_mutex_unlock(&n->lock);
 	if (broken) {
 		pr_warn("%s: malformed receive queue: device needs reset", n->name);
@@ -642,12 +728,10 @@ int virtio_net_create_fd(struct virtio_net **out, const struct virtio_env *env, 
 	if (!n)
 		return -ENOMEM;
 	n->tx_chain = malloc(sizeof(*n->tx_chain));
-	n->rx_first = malloc(sizeof(*n->rx_first));
-	n->rx_more = malloc(sizeof(*n->rx_more));
-	if (!n->tx_chain || !n->rx_first || !n->rx_more) {
+	n->rx_chain = malloc(sizeof(*n->rx_chain));
+	if (!n->tx_chain || !n->rx_chain) {
 		free(n->tx_chain);
-		free(n->rx_first);
-		free(n->rx_more);
+		free(n->rx_chain);
 		free(n);
 		return -ENOMEM;
 	}
@@ -742,8 +826,7 @@ void virtio_net_destroy(struct virtio_net *n)
 	close(n->fd);
 	pthread_mutex_destroy(&n->lock);
 	free(n->tx_chain);
-	free(n->rx_first);
-	free(n->rx_more);
+	free(n->rx_chain);
 	free(n);
 }
 

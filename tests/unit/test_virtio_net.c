@@ -593,6 +593,43 @@ static void test_rx_mergeable(void **state)
 	assert_int_equal(nb, 1);
 }
 
+static void test_rx_mergeable_batch(void **state)
+{
+	struct fixture *f = *state;
+	const struct seg one[] = {{600, true}};
+	const unsigned sizes[] = {100, 1400, 700}, bufs_used[] = {1, 3, 2};
+	const uint32_t lens[] = {HDR + 100, 600, 600, HDR + 1400 - 1200, 600, HDR + 700 - 600};
+	uint8_t pkt[HDR + 1400] = {0};
+	uint64_t bufs[8];
+	uint16_t heads[8], nb;
+	uint32_t id, len;
+	unsigned i, u = 0;
+
+	start(f, BASE_FEATURES | F(VIRTIO_NET_F_MRG_RXBUF), true);
+	for (i = 0; i < 8; i++) {
+		heads[i] = post(f, 0, one, 1, NULL);
+		bufs[i] = f->last_bufs[0];
+	}
+	for (i = 0; i < 3; i++) {
+		make_frame(pkt + HDR, sizes[i], (uint8_t)i);
+		assert_int_equal(send(f->peer, pkt, HDR + sizes[i], 0), HDR + sizes[i]);
+	}
+	virtio_net_rx(f->n); /* all three in one call */
+	assert_int_equal(used_idx(f, 0), 6);
+	for (i = 0; i < 6; i++) {
+		used_elem(f, 0, i, &id, &len);
+		assert_int_equal(id, heads[i]);
+		assert_int_equal(len, lens[i]);
+	}
+	for (i = 0; i < 3; i++) {
+		guest_mem_read(&f->mem, bufs[u] + 10, &nb, 2);
+		assert_int_equal(nb, bufs_used[i]);
+		u += bufs_used[i];
+	}
+	/* The two chains held for a fourth frame went back to the ring. */
+	assert_int_equal(f->vdev->t.vqs[0].last_avail_idx, 6);
+}
+
 static void test_rx_no_buffers_stops_polling(void **state)
 {
 	struct fixture *f = *state;
@@ -1210,6 +1247,7 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_one_buffer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_mergeable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rx_mergeable_batch, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_no_buffers_stops_polling, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_mergeable_waits_for_room, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rx_too_big_dropped, setup, teardown),
