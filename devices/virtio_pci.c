@@ -226,6 +226,9 @@ static void status_write(struct virtio_dev *vdev, uint8_t v)
 		device_reset(vdev);
 		return;
 	}
+	/* Only the driver's bits; DEVICE_NEEDS_RESET is the device's to set. */
+	v &= VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER | VIRTIO_CONFIG_S_DRIVER_OK |
+	     VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_FAILED;
 	pthread_mutex_lock(&vdev->lock);
 	old = t->status;
 	/* A driver never clears a bit except by reset, so bits only accumulate. */
@@ -971,10 +974,6 @@ static int load_queue(struct virtio_dev *vdev, const uint8_t *b, struct virtq *v
 	if (queue_decode(b, vq, vector) || !vector_ok(vdev, *vector) || !is_pow2(vq->size) ||
 	    vq->size > vdev->info.queue_size)
 		return -EINVAL;
-	if (vq->event_idx != virtio_has_feature(vdev, VIRTIO_RING_F_EVENT_IDX) && vq->ready)
-		return -EINVAL;
-	if (vq->indirect != virtio_has_feature(vdev, VIRTIO_RING_F_INDIRECT_DESC) && vq->ready)
-		return -EINVAL;
 	if (vq->ready) {
 		check = *vq;
 		if (virtq_enable(&check, vdev->env.mem))
@@ -992,7 +991,6 @@ int virtio_pci_load(struct virtio_dev *vdev, const void *fdt, int node)
 	uint8_t config[PCI_CONFIG_SIZE], table[MSIX_MAX_VECTORS * MSIX_ENTRY_SIZE];
 	uint8_t blob[QUEUE_BLOB];
 	struct virtio_transport_state t;
-	struct virtio_transport_state saved_t;
 	uint32_t id, nq, status, isr, gen, qsel, mcfg;
 	uint64_t pba;
 	uint8_t allowed;
@@ -1026,16 +1024,11 @@ int virtio_pci_load(struct virtio_dev *vdev, const void *fdt, int node)
 		return -EINVAL;
 	if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !features_acceptable(vdev, t.driver_features))
 		return -EINVAL;
-	if (t.driver_features & ~p->offered)
-		return -EINVAL;
 	t.status = (uint8_t)status;
 	t.isr = (uint8_t)isr;
 	t.config_generation = (uint8_t)gen;
 	t.queue_select = (uint16_t)qsel;
 	t.msix_config = (uint16_t)mcfg;
-	/* Queue checks read driver_features through vdev: stage them there for the checks. */
-	saved_t = vdev->t;
-	vdev->t.driver_features = t.driver_features;
 	ret = 0;
 	for (unsigned q = 0; q < VIRTIO_MAX_QUEUES && !ret; q++) {
 		t.queue_vector[q] = VIRTIO_MSI_NO_VECTOR;
@@ -1046,7 +1039,6 @@ int virtio_pci_load(struct virtio_dev *vdev, const void *fdt, int node)
 		if (!ret)
 			ret = load_queue(vdev, blob, &t.vqs[q], &t.queue_vector[q]);
 	}
-	vdev->t.driver_features = saved_t.driver_features;
 	if (ret)
 		return -EINVAL;
 

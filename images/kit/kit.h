@@ -296,12 +296,18 @@ int virtio_driver_ok(struct virtio_device *dev);
  */
 int virtio_submit(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
 		  unsigned n_out, unsigned n_in);
+/* virtio_submit in two halves: publish several chains, then notify once. */
+int virtio_publish(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
+		   unsigned n_out, unsigned n_in);
+void virtio_notify(struct virtio_device *dev, unsigned q);
 /*
  * Poll q's used ring for the next completion (up to virtio_timeout_ms=
  * from the cmdline, default 2000 ms).  Returns its head and the bytes the
  * device wrote in *len, or -1 on timeout.
  */
 int virtio_wait_used(struct virtio_device *dev, unsigned q, uint32_t *len);
+/* The same without waiting: -1 at once if nothing is used yet. */
+int virtio_poll_used(struct virtio_device *dev, unsigned q, uint32_t *len);
 /* The device-specific configuration structure (NULL if the device has none). */
 volatile void *virtio_device_cfg(struct virtio_device *dev);
 uint8_t virtio_status(struct virtio_device *dev);

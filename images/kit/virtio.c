@@ -265,8 +265,8 @@ int virtio_driver_ok(struct virtio_device *dev)
 	return 0;
 }
 
-int virtio_submit(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
-		  unsigned n_out, unsigned n_in)
+int virtio_publish(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
+		   unsigned n_out, unsigned n_in)
 {
 	struct virtio_queue *vq = &dev->q[q];
 	unsigned n = n_out + n_in;
@@ -289,11 +289,26 @@ int virtio_submit(struct virtio_device *dev, unsigned q, const struct virtio_buf
 	vq->free_head = i;
 	vq->nr_free = (uint16_t)(vq->nr_free - n);
 	vq->avail[2 + vq->avail_idx % vq->size] = head;
-	/* The ring entry before the index that publishes it, and both before the notify. */
+	/* The ring entry before the index that publishes it. */
 	mb();
 	vq->avail[1] = ++vq->avail_idx;
+	return head;
+}
+
+void virtio_notify(struct virtio_device *dev, unsigned q)
+{
+	/* Published entries before the doorbell. */
 	mb();
-	*vq->notify = (uint16_t)q;
+	*dev->q[q].notify = (uint16_t)q;
+}
+
+int virtio_submit(struct virtio_device *dev, unsigned q, const struct virtio_buf *bufs,
+		  unsigned n_out, unsigned n_in)
+{
+	int head = virtio_publish(dev, q, bufs, n_out, n_in);
+
+	if (head >= 0)
+		virtio_notify(dev, q);
 	return head;
 }
 
@@ -306,25 +321,18 @@ static uint64_t timeout_ticks(void)
 	return ticks;
 }
 
-int virtio_wait_used(struct virtio_device *dev, unsigned q, uint32_t *len)
+int virtio_poll_used(struct virtio_device *dev, unsigned q, uint32_t *len)
 {
 	struct virtio_queue *vq = &dev->q[q];
-	uint64_t deadline;
-	uint16_t idx, i, n = 1;
-	uint32_t id;
 	volatile uint32_t *elem;
+	uint16_t i, n = 1;
+	uint32_t id;
 
 	if (q >= VIRTIO_KIT_QUEUES || !vq->size)
 		return fail("queue not set up");
-	deadline = rdtsc() + timeout_ticks();
-	for (;;) {
-		idx = ((volatile uint16_t *)vq->used)[1];
-		if (idx != vq->last_used)
-			break;
-		if (rdtsc() > deadline)
-			return fail("timed out waiting for the device");
-		cpu_relax();
-	}
+	if (((volatile uint16_t *)vq->used)[1] == vq->last_used)
+		return fail("nothing used yet");
+	/* The element is read only after the index that published it. */
 	mb();
 	elem = vq->used + 1 + 2 * (vq->last_used % vq->size);
 	id = elem[0];
@@ -340,6 +348,22 @@ int virtio_wait_used(struct virtio_device *dev, unsigned q, uint32_t *len)
 	vq->free_head = (uint16_t)id;
 	vq->nr_free = (uint16_t)(vq->nr_free + n);
 	return (int)id;
+}
+
+int virtio_wait_used(struct virtio_device *dev, unsigned q, uint32_t *len)
+{
+	struct virtio_queue *vq = &dev->q[q];
+	uint64_t deadline;
+
+	if (q >= VIRTIO_KIT_QUEUES || !vq->size)
+		return fail("queue not set up");
+	deadline = rdtsc() + timeout_ticks();
+	while (((volatile uint16_t *)vq->used)[1] == vq->last_used) {
+		if (rdtsc() > deadline)
+			return fail("timed out waiting for the device");
+		cpu_relax();
+	}
+	return virtio_poll_used(dev, q, len);
 }
 
 volatile void *virtio_device_cfg(struct virtio_device *dev)

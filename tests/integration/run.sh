@@ -161,6 +161,8 @@ if [ -e $IMG/virtio_rng.elf ]; then
 	expect "virtio-rng: the guest driver reads 4 KiB of entropy" '[ $rc -eq 0 ] && grep -q "^virtio_rng: ok bytes=4096$" <<<"$out"'
 	run_vmm virtio-rng-big 60 run --kernel $IMG/virtio_rng.elf --rng --cpus 2 --cmdline "bytes=1048576"
 	expect "virtio-rng: 1 MiB in 1 KiB requests through the ioeventfd path" '[ $rc -eq 0 ] && grep -q "^virtio_rng: ok bytes=1048576$" <<<"$out"'
+	run_vmm virtio-rng-move 30 run --kernel $IMG/virtio_rng.elf --rng --cmdline "move_bar=1"
+	expect "virtio-rng: a moved BAR takes its ioeventfds along (old doorbell dead)" '[ $rc -eq 0 ] && grep -q "old doorbell dead" <<<"$out" && grep -q "^virtio_rng: ok" <<<"$out"'
 	run_vmm virtio-rng-none 30 run --kernel $IMG/virtio_rng.elf
 	expect "virtio-rng: without --rng the guest finds no device (status 1)" '[ $rc -eq 1 ] && grep -q "^virtio_rng: FAIL no virtio-rng device" <<<"$out"'
 else
