@@ -69,8 +69,16 @@ struct virtio_pci_private {
 	struct notify_ctx notify_ctx[VIRTIO_MAX_QUEUES];
 	uint64_t notify_addr; /* where the ioeventfds are (BAR address), 0 if none */
 	int pci_cfg_cap;
-	bool loading; /* pci_device_set_config replays config writes: no window side effects */
+	bool loading;	   /* pci_device_set_config replays config writes: no window side effects */
+	unsigned warnings; /* a looping hostile driver must not flood the log */
 };
+
+#define MAX_WARNINGS 8
+
+/* pr_warn for what a driver did wrong, pr_debug once it has been said often enough. */
+#define driver_warn(vdev, fmt, ...)                                                                \
+	log_msg((vdev)->priv->warnings++ < MAX_WARNINGS ? LOG_WARN : LOG_DEBUG, "%s: " fmt,        \
+		(vdev)->info.name, __VA_ARGS__)
 
 static bool is_pow2(uint32_t x)
 {
@@ -103,7 +111,7 @@ static void set_needs_reset_locked(struct virtio_dev *vdev)
 {
 	if (vdev->t.status & VIRTIO_CONFIG_S_NEEDS_RESET)
 		return;
-	pr_warn("%s: driver error, device needs reset", vdev->info.name);
+	driver_warn(vdev, "%s", "driver error, device needs reset");
 	vdev->t.status |= VIRTIO_CONFIG_S_NEEDS_RESET;
 	raise_config_locked(vdev);
 }
@@ -186,11 +194,13 @@ static void device_reset(struct virtio_dev *vdev)
 {
 	struct virtio_transport_state *t = &vdev->t;
 
-	/* The device stops its work first; then nothing touches the queues while we clear them. */
+	/* No more notifications or interrupts, then the device stops its work, then we clear. */
+	pthread_mutex_lock(&vdev->lock);
+	t->status = 0;
+	pthread_mutex_unlock(&vdev->lock);
 	if (vdev->ops->reset)
 		vdev->ops->reset(vdev);
 	pthread_mutex_lock(&vdev->lock);
-	t->status = 0;
 	t->isr = 0;
 	t->device_feature_select = t->driver_feature_select = 0;
 	t->driver_features = 0;
@@ -262,10 +272,10 @@ static void queue_enable(struct virtio_dev *vdev, struct virtq *vq)
 {
 	sync_ring_features(vdev, vq);
 	if (virtq_enable(vq, vdev->env.mem)) {
-		pr_warn("%s: queue %u rejected (size %u desc %#llx avail %#llx used %#llx)",
-			vdev->info.name, (unsigned)(vq - vdev->t.vqs), vq->size,
-			(unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
-			(unsigned long long)vq->used_gpa);
+		driver_warn(vdev, "queue %u rejected (size %u desc %#llx avail %#llx used %#llx)",
+			    (unsigned)(vq - vdev->t.vqs), vq->size,
+			    (unsigned long long)vq->desc_gpa, (unsigned long long)vq->avail_gpa,
+			    (unsigned long long)vq->used_gpa);
 		vq->ready = false;
 		set_needs_reset_locked(vdev);
 	}
