@@ -13,7 +13,7 @@
 #   nested_l2_initrd OUT [build.sh options...]
 #                                     build an L2 initramfs (images/linux/build.sh)
 #   nested_build_l1 [--no-vmm] [--add SRC:DEST]... [--add-bin SRC[:DEST]]...
-#                   [--modules "M..."] [--script FILE] [--out FILE]
+#                   [--modules "M..."] [--script FILE] [--with-qemu] [--out FILE]
 #                                     build the L1 initramfs (sets NESTED_L1_INITRD)
 #   nested_segment SEG HOST...        declare an Ethernet segment joining HOSTs
 #                                     (call before starting them)
@@ -37,6 +37,9 @@
 #   nested_mac HOST SEG               MAC of HOST's NIC on SEG
 #   nested_alive HOST                 true while HOST's QEMU runs
 #   nested_kill HOST                  SIGKILL HOST's QEMU (host failure)
+#   nested_freeze HOST / nested_thaw HOST  SIGSTOP / SIGCONT its QEMU (a hung host)
+#   nested_monitor HOST CMD           a QEMU human-monitor command on HOST's QEMU,
+#                                     e.g. "set_link lan off", "info registers -a"
 #   nested_stop HOST [TIMEOUT]        clean power-off
 #   nested_elapsed HOST               seconds since HOST was started
 #   nested_fail MSG                   print diagnostics and exit 1
@@ -70,6 +73,11 @@ NESTED_L1_KVM_MODULES="irqbypass ccp kvm kvm-amd"
 # iproute2 for the hosts (busybox's ip has no tuntap, bridge or netns); the
 # agent makes `ip`, `tc` and `bridge` in commands mean these.
 NESTED_L1_TOOLS="/usr/sbin/ip /usr/sbin/tc /usr/sbin/bridge"
+# --with-qemu: QEMU as a peer inside L1 (about 50 MB more) and the firmware
+# its x86 pc and microvm machines load.
+NESTED_L1_QEMU_FILES="/usr/share/qemu/qboot.rom /usr/share/qemu/bios-microvm.bin
+/usr/share/qemu/linuxboot_dma.bin /usr/share/qemu/pvh.bin /usr/share/qemu/kvmvapic.bin
+/usr/share/seabios/bios-256k.bin"
 
 declare -A _nested_host_idx=() _nested_t0=() _nested_seg_members=() _nested_seg_idx=()
 _nested_hosts=()
@@ -124,9 +132,9 @@ nested_init() {
 	NESTED_WORK=$NESTED_DIR/work/$name
 	rm -rf "$NESTED_WORK/hosts" "$NESTED_WORK/hubs"
 	mkdir -p "$NESTED_WORK/hosts" "$NESTED_WORK/hubs"
-	# UDP ports for segments: a block of 128 per run, picked by pid so that
-	# parallel runs do not meet; 8 segments x 8 hosts x 2 ports.
-	_nested_port_base=$((20000 + ($$ % 300) * 128))
+	# Ports: a block of 160 per run, picked by pid so that parallel runs do
+	# not meet: UDP for 8 segments x 8 hosts x 2, then TCP monitors of 32 hosts.
+	_nested_port_base=$((20000 + ($$ % 250) * 160))
 	trap nested_cleanup EXIT
 	trap 'exit 130' INT TERM
 	"$NESTED_IMAGES/build.sh" -q >/dev/null || nested_fail "images/linux/build.sh failed"
@@ -153,6 +161,11 @@ nested_build_l1() {
 		case "$1" in
 		--no-vmm) vmm=0; shift ;;
 		--modules) mods="$mods $2"; shift 2 ;;
+		--with-qemu)
+			args+=(--add-bin "$(command -v qemu-system-x86_64):/usr/bin/qemu-system-x86_64")
+			for f in $NESTED_L1_QEMU_FILES; do args+=(--add "$f:$f"); done
+			shift
+			;;
 		--add | --add-bin) args+=("$1" "$2"); shift 2 ;;
 		--script) args+=(--add "$2:/l1-user.sh"); shift 2 ;;
 		--out) out=$2; shift 2 ;;
@@ -252,6 +265,7 @@ nested_host_start() {
 			-device "virtio-net-pci,netdev=$seg,mac=$(nested_mac "$host" "$seg")")
 	done
 	[ -n "${_nested_host_idx[$host]:-}" ] || {
+		[ ${#_nested_hosts[@]} -lt 32 ] || nested_fail "at most 32 hosts"
 		_nested_host_idx[$host]=${#_nested_hosts[@]}
 		_nested_hosts+=("$host")
 	}
@@ -264,6 +278,7 @@ nested_host_start() {
 		-append "console=ttyS0 run=/l1.sh hostname=$host $append" \
 		-serial "file:$dir/console.log" \
 		-virtfs "local,path=$dir/share,mount_tag=share,security_model=none,id=share" \
+		-qmp "tcp:127.0.0.1:$(_nested_monitor_port "$host"),server=on,wait=off" \
 		-pidfile "$dir/qemu.pid" "${nics[@]}" $extra \
 		</dev/null >"$dir/qemu.err" 2>&1 &
 	local i launcher=$!
@@ -382,6 +397,43 @@ nested_kill() {
 		sleep 0.1
 	done
 }
+
+_nested_monitor_port() { echo $((_nested_port_base + 128 + ${_nested_host_idx[$1]})); }
+
+# Through QMP, which is line-based (one JSON object a line): the human
+# monitor's output comes back as one JSON string.
+_nested_qmp_reply() {
+	local fd=$1 line
+	while IFS= read -r -t 10 line <&"$fd"; do
+		case "$line" in
+		'{"return"'* | '{"error"'*) echo "$line"; return 0 ;;
+		esac
+	done
+	return 1
+}
+
+nested_monitor() {
+	local host=$1 cmd=$2 fd reply rc=0
+	nested_alive "$host" || return 125
+	exec {fd}<>"/dev/tcp/127.0.0.1/$(_nested_monitor_port "$host")" || return 1
+	cmd=${cmd//\\/\\\\}
+	printf '{"execute":"qmp_capabilities"}\n' >&"$fd"
+	_nested_qmp_reply "$fd" >/dev/null &&
+		printf '{"execute":"human-monitor-command","arguments":{"command-line":"%s"}}\n' \
+			"${cmd//\"/\\\"}" >&"$fd" &&
+		reply=$(_nested_qmp_reply "$fd") || rc=1
+	exec {fd}>&-
+	[ $rc = 0 ] || return 1
+	case "$reply" in '{"error"'*) echo "$reply" >&2; return 1 ;; esac
+	reply=${reply%$'\r'}
+	reply=${reply#'{"return": "'}
+	reply=${reply%'"}'}
+	reply=${reply//\\r/}
+	printf '%b' "${reply//\\\"/\"}"
+}
+
+nested_freeze() { kill -STOP "$(_nested_pid_of "$(_nested_hostdir "$1")/qemu.pid")"; }
+nested_thaw() { kill -CONT "$(_nested_pid_of "$(_nested_hostdir "$1")/qemu.pid")"; }
 
 nested_stop() {
 	local host=$1 end=$((SECONDS + ${2:-30}))

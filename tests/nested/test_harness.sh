@@ -4,9 +4,10 @@
 # The harness itself, without vmm: two L1 hosts on one segment boot, load
 # kvm-amd and have /dev/kvm; commands run with their output and exit status;
 # hosts reach each other over the segment; a background job can be killed;
-# a killed host is reported as dead (125) and can be started again on the
-# same segment; a stopped one powers off; a script baked into the L1 image
-# runs at boot.
+# the QEMU monitor cuts a host's link; a frozen host answers nothing until
+# thawed; a killed host is reported as dead (125) and can be started again on
+# the same segment; a stopped one powers off; a script baked into the L1
+# image runs at boot.
 set -eu
 . "$(dirname "$0")/lib.sh"
 
@@ -48,6 +49,19 @@ rx=$(nested_exec a 'ip link set eth0 promisc on; s=/sys/class/net/eth0/statistic
 	a=$(cat $s/rx_packets); arping -c 3 -w 4 -I eth0 10.0.0.99 >/dev/null; sleep 1
 	echo $(($(cat $s/rx_packets) - a)) $(cat $s/tx_packets)')
 [ "${rx%% *}" -lt 3 ] || nested_fail "a received its own frames back (rx delta, tx: $rx)"
+
+nested_monitor a 'set_link lan off' >/dev/null
+nested_exec a 'ping -c 1 -W 2 10.0.0.2' >/dev/null && nested_fail "ping went through a link set off"
+nested_monitor a 'set_link lan on' >/dev/null
+nested_exec a 'ping -c 2 -W 5 10.0.0.2' >/dev/null || nested_fail "no ping after set_link on"
+nested_monitor a 'info status' | grep -q 'VM status: running' || nested_fail "monitor: no status"
+
+nested_freeze b
+rc=0
+nested_exec b --timeout 3 true || rc=$?
+[ "$rc" = 124 ] || nested_fail "exec on a frozen host: want 124, got $rc"
+nested_thaw b
+nested_exec b true || nested_fail "b does not answer after thaw"
 
 nested_spawn a sleeper 'echo started; sleep 600; echo not reached'
 for _ in $(seq 100); do
