@@ -30,6 +30,7 @@
 _Static_assert(offsetof(struct virtio_blk_config, max_secure_erase_sectors) ==
 		   VIRTIO_BLK_CONFIG_SIZE,
 	       "config layout");
+_Static_assert(sizeof(struct virtio_blk_stats) % sizeof(uint64_t) == 0, "stats are u64s");
 
 struct blk_worker {
 	struct virtio_blk *blk;
@@ -72,6 +73,14 @@ static bool can_pop(const struct virtio_blk *b)
 
 /* ---- completion ---- */
 
+/* Statistics are relaxed atomics: workers count without taking the lock. */
+static void count(uint64_t *counter, uint64_t *bytes, uint64_t n)
+{
+	__atomic_fetch_add(counter, 1, __ATOMIC_RELAXED);
+	if (bytes)
+		__atomic_fetch_add(bytes, n, __ATOMIC_RELAXED);
+}
+
 /*
  * The one place a request leaves the device: status byte, used ring,
  * interrupt.  Replication will hold disk-write completions back here
@@ -94,9 +103,9 @@ static void blk_complete(struct virtio_blk *b, const struct virtq_chain *c, uint
 		else
 			pushed = true;
 		if (status == VIRTIO_BLK_S_IOERR)
-			b->stats.errors++;
+			count(&b->stats.errors, NULL, 0);
 		else if (status == VIRTIO_BLK_S_UNSUPP)
-			b->stats.unsupported++;
+			count(&b->stats.unsupported, NULL, 0);
 	}
 	pthread_mutex_unlock(&b->lock);
 	if (pushed)
@@ -137,15 +146,6 @@ static bool in_range(const struct virtio_blk *b, uint64_t sector, uint64_t bytes
 	return sector <= b->capacity && bytes / BLK_SECTOR_SIZE <= b->capacity - sector;
 }
 
-static void count(struct virtio_blk *b, uint64_t *counter, uint64_t *bytes, uint64_t n)
-{
-	pthread_mutex_lock(&b->lock);
-	(*counter)++;
-	if (bytes)
-		*bytes += n;
-	pthread_mutex_unlock(&b->lock);
-}
-
 static int blk_read(struct virtio_blk *b, struct blk_worker *w, uint64_t sector, uint32_t *written)
 {
 	const struct virtq_chain *c = &w->chain;
@@ -160,7 +160,7 @@ static int blk_read(struct virtio_blk *b, struct blk_worker *w, uint64_t sector,
 	virtq_chain_mark_written(c, b->mem, (uint32_t)len);
 	if (ret)
 		return VIRTIO_BLK_S_IOERR;
-	count(b, &b->stats.reads, &b->stats.read_bytes, len);
+	count(&b->stats.reads, &b->stats.read_bytes, len);
 	*written = (uint32_t)len;
 	return VIRTIO_BLK_S_OK;
 }
@@ -176,7 +176,7 @@ static int blk_write(struct virtio_blk *b, struct blk_worker *w, uint64_t sector
 	n = chain_iov(c, false, HDR_LEN, len, w->iov);
 	if (n && b->be->ops->write(b->be, w->iov, n, sector * BLK_SECTOR_SIZE))
 		return VIRTIO_BLK_S_IOERR;
-	count(b, &b->stats.writes, &b->stats.write_bytes, len);
+	count(&b->stats.writes, &b->stats.write_bytes, len);
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -187,7 +187,7 @@ static int blk_get_id(struct virtio_blk *b, const struct virtq_chain *c, uint32_
 	if (len > VIRTIO_BLK_ID_BYTES)
 		len = VIRTIO_BLK_ID_BYTES;
 	*written = (uint32_t)virtq_chain_write(c, b->mem, 0, b->serial, len);
-	count(b, &b->stats.get_ids, NULL, 0);
+	count(&b->stats.get_ids, NULL, 0);
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -229,7 +229,7 @@ static int blk_dwz(struct virtio_blk *b, const struct virtq_chain *c, uint32_t t
 		if (ret && !(discard && ret == -EOPNOTSUPP))
 			return VIRTIO_BLK_S_IOERR;
 	}
-	count(b, discard ? &b->stats.discards : &b->stats.write_zeroes, NULL, 0);
+	count(discard ? &b->stats.discards : &b->stats.write_zeroes, NULL, 0);
 	return VIRTIO_BLK_S_OK;
 }
 
@@ -262,7 +262,7 @@ static int blk_serve(struct virtio_blk *b, struct blk_worker *w, uint32_t *writt
 	case VIRTIO_BLK_T_FLUSH:
 		if (b->be->ops->flush(b->be))
 			return VIRTIO_BLK_S_IOERR;
-		count(b, &b->stats.flushes, NULL, 0);
+		count(&b->stats.flushes, NULL, 0);
 		return VIRTIO_BLK_S_OK;
 	case VIRTIO_BLK_T_GET_ID:
 		return blk_get_id(b, c, written);
@@ -632,9 +632,11 @@ struct virtio_dev *virtio_blk_vdev(struct virtio_blk *b)
 
 void virtio_blk_get_stats(struct virtio_blk *b, struct virtio_blk_stats *stats)
 {
-	pthread_mutex_lock(&b->lock);
-	*stats = b->stats;
-	pthread_mutex_unlock(&b->lock);
+	const uint64_t *src = (const uint64_t *)&b->stats;
+	uint64_t *dst = (uint64_t *)stats;
+
+	for (size_t i = 0; i < sizeof(*stats) / sizeof(uint64_t); i++)
+		dst[i] = __atomic_load_n(&src[i], __ATOMIC_RELAXED);
 }
 
 void virtio_blk_quiesce(struct virtio_blk *b)
@@ -666,18 +668,28 @@ void virtio_blk_drain(struct virtio_blk *b)
 int virtio_blk_save(struct virtio_blk *b, void *fdt)
 {
 	uint32_t active, broken;
+	bool quiesced;
 	int ret;
 
 	pthread_mutex_lock(&b->lock);
-	ret = b->inflight ? -EBUSY : 0;
+	if (b->inflight) {
+		pthread_mutex_unlock(&b->lock);
+		pr_err("%s: cannot save with requests in flight (quiesce first)", b->name);
+		return -EBUSY;
+	}
+	/* No pop may change the queue while the transport copies it. */
+	quiesced = b->quiesced;
+	b->quiesced = true;
 	active = b->active;
 	broken = b->broken;
 	pthread_mutex_unlock(&b->lock);
-	if (ret) {
-		pr_err("%s: cannot save with requests in flight (quiesce first)", b->name);
-		return ret;
-	}
-	if (b->on_pci && (ret = virtio_pci_save(&b->vdev, fdt)))
+	ret = b->on_pci ? virtio_pci_save(&b->vdev, fdt) : 0;
+	pthread_mutex_lock(&b->lock);
+	b->quiesced = quiesced;
+	if (!quiesced)
+		kick_locked(b);
+	pthread_mutex_unlock(&b->lock);
+	if (ret)
 		return ret;
 	if ((ret = state_put_u64(fdt, "blk-capacity", b->capacity)) ||
 	    (ret = state_put_u32(fdt, "blk-readonly", b->be->readonly)) ||
