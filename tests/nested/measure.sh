@@ -51,13 +51,14 @@ nested_exec h 'cp /share/vmlinux /l2/vmlinux' || nested_fail "cannot copy vmlinu
 l2_series() {
 	local name=$1 cmd=$2 i out init=() marker=() total=()
 	for i in $(seq "$l2_boots"); do
-		nested_spawn h l2 "{ $cmd </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | stamp"
-		nested_job_wait h l2 300 || nested_fail "L2 boot failed: $(tail "$(nested_job_out h l2)")"
+		nested_spawn h l2 "{ timeout -s KILL 120 $cmd </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | stamp"
+		nested_job_wait h l2 150 || nested_fail "the agent did not finish an L2 boot"
 		out=$(nested_job_out h l2)
 		if ! grep -q 'VMM: exit 0$' "$out"; then
 			fails=$((fails + 1))
 			cp "$out" "$NESTED_WORK/fail-$fails.log"
-			echo "$name boot $i failed: $(grep -m1 -E 'vmm: |qemu' "$out")"
+			echo "$name boot $i failed: $(grep -m1 -E 'vmm: |qemu|BUG|panic' "$out" ||
+				grep -v 'VMM: exit' "$out" | tail -n 1)"
 			continue
 		fi
 		init+=("$(nested_ts "$out" 'INIT: start')")

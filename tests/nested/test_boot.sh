@@ -40,7 +40,8 @@ fi
 nested_vmm_spawn h l2 run --kernel /l2/kernel --initrd /l2/initrd.gz \
 	--cmdline "console=ttyS0 run=/cpus.sh" --mem 512M --cpus 2
 rc=0
-nested_job_wait h l2 300 || rc=$?
+# Normally 10-30 s; a guest that panics or hangs fails the test in 2 minutes.
+nested_job_wait h l2 120 || rc=$?
 out=$(nested_job_out h l2)
 cp "$out" "$NESTED_WORK/l2.log"
 [ "$rc" = 0 ] || nested_fail "running vmm in L1 failed (status $rc): $(tail -n 20 "$out")"
