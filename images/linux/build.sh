@@ -311,8 +311,8 @@ mkdir -p "$(dirname "$initrd")"
 	case "$initrd" in
 	*.gz) gzip -1 -n ;;
 	*) cat ;;
-	esac >"$initrd.tmp"
-mv "$initrd.tmp" "$initrd"
+	esac >"$initrd.tmp.$$"
+mv "$initrd.tmp.$$" "$initrd"
 echo "$key" >"$initrd.key"
 say "$initrd: $(du -h "$initrd" | cut -f1), modules: ${order[*]:0:$nautoload}${lazy_modules:+, lazy: ${order[*]:$nautoload}}"
 echo "$initrd"
