@@ -19,6 +19,7 @@
 #include "console.h"
 #include "event_loop.h"
 #include "guest_mem.h"
+#include "hvc_port.h"
 #include "i8042.h"
 #include "msi.h"
 #include "options.h"
@@ -36,7 +37,10 @@ enum vm_stop_reason {
 };
 
 struct vcpu;
+struct virtio_blk;
+struct virtio_console;
 struct virtio_env;
+struct virtio_net;
 struct virtio_rng;
 
 struct vm {
@@ -60,7 +64,14 @@ struct vm {
 	bool has_com1, has_i8042, has_pci; /* which devices to destroy */
 	struct msi_router msi;		   /* GSI routing: irqchip pins + MSI routes */
 	bool has_msi;
-	struct virtio_rng *rng; /* --rng */
+	/* Virtio devices (vm_virtio.c), in PCI slot order: disks, nets, console, rng. */
+	struct virtio_blk *blks[OPTIONS_MAX_DISKS];
+	unsigned nr_blks;
+	struct virtio_net *nets[OPTIONS_MAX_NETS];
+	unsigned nr_nets;
+	struct virtio_console *hvc; /* --console hvc */
+	struct hvc_port hvc_port;   /* its file or socket end (not stdio) */
+	struct virtio_rng *rng;	    /* --rng */
 
 	unsigned ncpus;
 	struct vcpu *vcpus;
@@ -101,5 +112,22 @@ void vm_destroy(struct vm *vm);
 
 /* What a virtio device on this VM needs: memory, PCI, event loop, MSI router, vm fd. */
 void vm_virtio_env(struct vm *vm, struct virtio_env *env);
+
+/*
+ * Create the virtio devices the options ask for (vm_virtio.c), after the
+ * PCI host and event loop exist.  0 or -errno, the reason printed; a
+ * missing or unusable disk, tap or console path sets vm->input_error.
+ */
+int vm_virtio_create(struct vm *vm);
+
+/* Stop and release them (before the PCI host and the loop go). */
+void vm_virtio_destroy(struct vm *vm);
+
+/*
+ * Console input for the guest: to hvc0 when it is on stdio, else to the
+ * COM1 UART.  Returns the bytes taken (fewer when the device is full;
+ * rx_space_fd is written when it has room again).
+ */
+size_t vm_console_input(struct vm *vm, const uint8_t *buf, size_t len);
 
 #endif

@@ -5,7 +5,6 @@
 #include "log.h"
 #include "vcpu.h"
 #include "virtio.h"
-#include "virtio_rng.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -84,13 +83,13 @@ static void on_uart_output(void *opaque, const uint8_t *buf, size_t len)
 	console_write(&vm->console, buf, len);
 }
 
-/* Push pending console input into the UART, as much as its FIFO takes. */
-static void feed_uart(struct vm *vm)
+/* Push pending console input into the guest (UART or hvc0), as much as it takes. */
+static void feed_console(struct vm *vm)
 {
 	struct console *con = &vm->console;
 
 	while (con->pending_off < con->pending_len) {
-		size_t n = uart8250_receive(&vm->com1, con->pending + con->pending_off,
+		size_t n = vm_console_input(vm, con->pending + con->pending_off,
 					    con->pending_len - con->pending_off);
 		if (n == 0)
 			return;
@@ -129,8 +128,8 @@ static void on_stdin(void *opaque, uint32_t events)
 		vm->console.in_open = false;
 		return;
 	}
-	feed_uart(vm);
-	/* The UART is full: wait for rx_space rather than spin on a readable fd. */
+	feed_console(vm);
+	/* The device is full: wait for rx_space rather than spin on a readable fd. */
 	if (vm->console.pending_off < vm->console.pending_len)
 		watch_stdin(vm, false);
 }
@@ -154,7 +153,7 @@ static void on_rx_space_event(void *opaque, uint32_t events)
 	(void)events;
 	if (read(vm->rx_space_fd, &v, sizeof(v)) < 0)
 		return;
-	feed_uart(vm);
+	feed_console(vm);
 	if (vm->console.pending_off >= vm->console.pending_len)
 		watch_stdin(vm, true);
 }
@@ -294,14 +293,8 @@ static int create_devices(struct vm *vm)
 	vm->has_pci = vm->has_i8042 && !ret;
 	if (ret)
 		pr_err("device set-up: %s", strerror(-ret));
-	if (!ret && vm->opts->rng) {
-		struct virtio_env env;
-
-		vm_virtio_env(vm, &env);
-		ret = virtio_rng_create(&vm->rng, &env, -1);
-		if (ret)
-			pr_err("virtio-rng: %s", strerror(-ret));
-	}
+	if (!ret)
+		ret = vm_virtio_create(vm);
 	return ret;
 }
 
@@ -456,8 +449,7 @@ void vm_destroy(struct vm *vm)
 		vm->vcpus = NULL;
 	}
 	console_restore(&vm->console);
-	virtio_rng_destroy(vm->rng);
-	vm->rng = NULL;
+	vm_virtio_destroy(vm);
 	if (vm->has_pci)
 		pci_host_destroy(&vm->pci);
 	if (vm->has_i8042)
