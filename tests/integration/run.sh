@@ -169,4 +169,97 @@ else
 	fail "virtio-rng" "$IMG/virtio_rng.elf not built"
 fi
 
+
+# virtio-blk: the guest writes a pattern, flushes, reads it back; the host checks the file.
+fnv_of() { # FILE BYTES: FNV-1a 64 of the first BYTES bytes, as the guests print it
+	python3 -c 'import sys
+h = 0xcbf29ce484222325
+for b in open(sys.argv[1], "rb").read(int(sys.argv[2])):
+    h = ((h ^ b) * 0x100000001b3) & (2**64 - 1)
+print("0x%016x" % h)' "$1" "$2"
+}
+truncate -s 8M "$WORK/disk0.img"
+head -c 1M /dev/urandom >"$WORK/ro.img"
+ro_sum=$(sha256sum <"$WORK/ro.img")
+run_vmm blk-rw 60 run --kernel $IMG/virtio_blk.elf --disk "$WORK/disk0.img" --cmdline "sectors=4096 seed=3"
+host_fnv=$(fnv_of "$WORK/disk0.img" $((4096 * 512)))
+expect "virtio-blk: 2 MiB written, flushed and read back; the image file holds what the guest wrote" \
+	'[ $rc -eq 0 ] && grep -q "^virtio_blk: ok mode=rw bytes=2097152 fnv=$host_fnv$" <<<"$out"'
+run_vmm blk-verify 60 run --kernel $IMG/virtio_blk.elf --disk "$WORK/disk0.img" --cmdline "sectors=4096 seed=3 mode=verify"
+expect "virtio-blk: a second VM reads the same data back from the image" \
+	'[ $rc -eq 0 ] && grep -q "^virtio_blk: ok mode=verify bytes=2097152 fnv=$host_fnv$" <<<"$out"'
+run_vmm blk-ro 60 run --kernel $IMG/virtio_blk.elf --disk "$WORK/disk0.img" \
+	--disk "$WORK/ro.img,readonly,serial=ro-disk-7" --cmdline "disk=1 mode=ro"
+expect "virtio-blk: second disk read-only: writes fail with IOERR, serial and RO flag seen, image unchanged" \
+	'[ $rc -eq 0 ] && grep -q "^virtio_blk: disk=1 capacity=2048 ro=1 serial=ro-disk-7$" <<<"$out" && grep -q "^virtio_blk: ok mode=ro .*write refused" <<<"$out" && [ "$(sha256sum <"$WORK/ro.img")" = "$ro_sum" ]'
+run_vmm blk-asan-none 30 run --kernel $IMG/virtio_blk.elf
+expect "virtio-blk: without --disk the guest finds no device (status 1)" '[ $rc -eq 1 ] && grep -q "^virtio_blk: FAIL" <<<"$out"'
+
+# virtio-console: hvc0 to a file, on stdio (input echoed back), on a unix socket.
+run_vmm hvc-file 30 run --kernel $IMG/virtio_console.elf --console "hvc,path=$WORK/hvc.out" --cmdline seed=5
+expect "virtio-console: transmitq and emergency write reach the file" \
+	'[ $rc -eq 0 ] && [ "$(cat "$WORK/hvc.out")" = "$(printf "hvc0: hello 5\nhvc0: emergency")" ] && grep -q "size=80x25" <<<"$out"'
+rm -f "$WORK/in2"
+mkfifo "$WORK/in2"
+timeout 30 "$VMM" run --kernel $IMG/virtio_console.elf --console hvc --cmdline "lines=3" <"$WORK/in2" >"$WORK/hvc-stdio.out" 2>"$WORK/hvc-stdio.err" &
+pid=$!
+exec 3>"$WORK/in2"
+lines=$(head -c 900 /dev/urandom | base64 -w 100 | head -3)
+printf '%s\n' "$lines" >&3
+exec 3>&-
+wait $pid
+rc=$?
+out=$(cat "$WORK/hvc-stdio.out"); err=$(cat "$WORK/hvc-stdio.err")
+expect "virtio-console on stdio: stdin goes to hvc0 (300 bytes echoed back in order), output to stdout" \
+	'[ $rc -eq 0 ] && diff <(sed -n "s/^hvc0: echo //p" <<<"$out") <(printf "%s\n" "$lines") >/dev/null && grep -q "^hvc0: hello 1$" <<<"$out"'
+if python3 - "$VMM" $IMG/virtio_console.elf "$WORK/hvc.sock" >"$WORK/hvc-sock.out" 2>&1 <<'PY'
+import socket, subprocess, sys, time
+vmm, elf, path = sys.argv[1:4]
+p = subprocess.Popen([vmm, "run", "--kernel", elf, "--console", "hvc,socket=" + path,
+                      "--cmdline", "lines=2"], stdin=subprocess.DEVNULL,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+for _ in range(200):
+    try:
+        s = socket.socket(socket.AF_UNIX); s.connect(path); break
+    except OSError:
+        time.sleep(0.02)
+s.sendall(b"first line\nsecond\n"); s.settimeout(10); data = b""
+while b"echo second\n" not in data:
+    d = s.recv(4096)
+    if not d: break
+    data += d
+out, err = p.communicate(timeout=20)
+want = b"hvc0: hello 1\nhvc0: emergency\nhvc0: echo first line\nhvc0: echo second\n"
+ok = p.returncode == 0 and data == want and b"virtio_console: ok lines=2" in out
+print("ok" if ok else f"rc={p.returncode} data={data!r} out={out!r} err={err!r}")
+sys.exit(0 if ok else 1)
+PY
+then
+	pass "virtio-console on a unix socket: output before the client connected is kept, input echoed"
+else
+	fail "virtio-console on a unix socket" "$(cat "$WORK/hvc-sock.out")"
+fi
+
+# virtio-net: frames in bursts through a real tap (vmm creates it), echoed by the guest.
+if out=$(python3 tests/integration/net_echo.py "$VMM" $IMG/virtio_net.elf vmmit$$ 96 2>&1); then
+	pass "virtio-net on a tap: 96 frames of 46-1500 bytes echoed in order ($out)"
+else
+	fail "virtio-net on a tap" "$out"
+fi
+[ ! -e /sys/class/net/vmmit$$ ] && pass "virtio-net: the tap vmm created is gone after it exits" ||
+	fail "virtio-net: tap left behind" "vmmit$$ still exists"
+
+# Bad device options and files: one line on stderr, status 2.
+printf 'x' >"$WORK/odd.img"
+touch "$WORK/not-a-socket"
+bad "missing disk image" "nope.img" run --kernel $IMG/hello.elf --disk "$WORK/nope.img"
+bad "disk image is a directory" "adir" run --kernel $IMG/hello.elf --disk "$WORK/adir"
+bad "disk image not a multiple of 512 bytes" "multiple of 512" run --kernel $IMG/hello.elf --disk "$WORK/odd.img"
+bad "bad --disk option" "disk" run --kernel $IMG/hello.elf --disk "$WORK/disk0.img,sometimes"
+bad "bad --net option" "net" run --kernel $IMG/hello.elf --net bridge=br0
+bad "bad MAC address" "mac" run --kernel $IMG/hello.elf --net tap=t0,mac=52:54:zz:00:00:01
+bad "bad --console" "console" run --kernel $IMG/hello.elf --console serial
+bad "hvc file in a missing directory" "no such file" run --kernel $IMG/hello.elf --console "hvc,path=$WORK/nodir/hvc.out"
+bad "hvc socket path is a regular file" "not a socket" run --kernel $IMG/hello.elf --console "hvc,socket=$WORK/not-a-socket"
+
 summary integration
