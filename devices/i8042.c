@@ -2,6 +2,7 @@
 /* i8042 keyboard controller with empty ports, and system control port B. */
 #include "i8042.h"
 #include "layout.h"
+#include "state.h"
 
 #include <errno.h>
 #include <string.h>
@@ -39,12 +40,20 @@
 #define PORTB_REFRESH  0x10
 #define PORTB_PIT2_OUT 0x20
 
+/* The levels IRQ 1 and 12 should have in state s. */
+static void irq_levels(const struct i8042_state *s, int *kbd, int *mouse)
+{
+	bool full = s->status & I8042_STR_OBF, aux = s->status & I8042_STR_AUXDATA;
+
+	*kbd = full && !aux && (s->ram[0] & I8042_CTR_KBDINT);
+	*mouse = full && aux && (s->ram[0] & I8042_CTR_AUXINT);
+}
+
 static void update_irqs(struct i8042 *k)
 {
-	const struct i8042_state *s = &k->s;
-	bool full = s->status & I8042_STR_OBF, aux = s->status & I8042_STR_AUXDATA;
-	int kbd = full && !aux && (s->ram[0] & I8042_CTR_KBDINT);
-	int mouse = full && aux && (s->ram[0] & I8042_CTR_AUXINT);
+	int kbd, mouse;
+
+	irq_levels(&k->s, &kbd, &mouse);
 
 	if (kbd != k->kbd_level) {
 		k->kbd_level = kbd;
@@ -306,4 +315,74 @@ int i8042_set_state(struct i8042 *k, const struct i8042_state *st)
 	update_irqs(k);
 	pthread_mutex_unlock(&k->lock);
 	return 0;
+}
+
+int i8042_save(struct i8042 *k, void *fdt)
+{
+	struct i8042_state s;
+	int ret, kbd, mouse;
+
+	pthread_mutex_lock(&k->lock);
+	s = k->s;
+	irq_levels(&k->s, &kbd, &mouse);
+	pthread_mutex_unlock(&k->lock);
+
+	if ((ret = state_put_bytes(fdt, "ram", s.ram, sizeof(s.ram))) ||
+	    (ret = state_put_u32(fdt, "outport", s.outport)) ||
+	    (ret = state_put_u32(fdt, "outbuf", s.outbuf)) ||
+	    (ret = state_put_u32(fdt, "status", s.status)) ||
+	    (ret = state_put_u32(fdt, "pending-cmd", s.pending_cmd)) ||
+	    (ret = state_put_u32(fdt, "portb", s.portb)) ||
+	    (ret = state_put_u32(fdt, "refresh", s.refresh)) ||
+	    (ret = state_put_u32(fdt, "kbd-irq-level", (uint32_t)kbd)) ||
+	    (ret = state_put_u32(fdt, "aux-irq-level", (uint32_t)mouse)))
+		return ret;
+	return 0;
+}
+
+/* A u32 property that must hold a value in [0, max]. */
+static int get_small(const void *fdt, int node, const char *name, uint32_t max, uint32_t *v)
+{
+	if (state_get_u32(fdt, node, name, v) || *v > max)
+		return -EINVAL;
+	return 0;
+}
+
+int i8042_load(struct i8042 *k, const void *fdt, int node)
+{
+	const uint8_t stored =
+	    I8042_STR_OBF | I8042_STR_CMD | I8042_STR_AUXDATA | I8042_STR_TIMEOUT;
+	struct i8042_state s;
+	uint32_t outport, outbuf, status, pending, portb, refresh, kbd_saved, aux_saved;
+	int kbd, mouse;
+
+	memset(&s, 0, sizeof(s));
+	if (state_get_bytes(fdt, node, "ram", s.ram, sizeof(s.ram)) ||
+	    get_small(fdt, node, "outport", 0xff, &outport) ||
+	    get_small(fdt, node, "outbuf", 0xff, &outbuf) ||
+	    get_small(fdt, node, "status", 0xff, &status) ||
+	    get_small(fdt, node, "pending-cmd", 0xff, &pending) ||
+	    get_small(fdt, node, "portb", PORTB_WRITABLE, &portb) ||
+	    get_small(fdt, node, "refresh", 1, &refresh) ||
+	    get_small(fdt, node, "kbd-irq-level", 1, &kbd_saved) ||
+	    get_small(fdt, node, "aux-irq-level", 1, &aux_saved))
+		return -EINVAL;
+	/*
+	 * SYS and UNLOCK are derived, IBF is never set; AUX and timeout come
+	 * only with a byte, and a command waits for data only after a write to 0x64.
+	 */
+	if (status & ~(uint32_t)stored ||
+	    ((status & (I8042_STR_AUXDATA | I8042_STR_TIMEOUT)) && !(status & I8042_STR_OBF)) ||
+	    !valid_pending((uint8_t)pending) || (pending && !(status & I8042_STR_CMD)))
+		return -EINVAL;
+	s.outport = (uint8_t)outport;
+	s.outbuf = (uint8_t)outbuf;
+	s.status = (uint8_t)status;
+	s.pending_cmd = (uint8_t)pending;
+	s.portb = (uint8_t)portb;
+	s.refresh = refresh;
+	irq_levels(&s, &kbd, &mouse);
+	if ((uint32_t)kbd != kbd_saved || (uint32_t)mouse != aux_saved)
+		return -EINVAL;
+	return i8042_set_state(k, &s);
 }

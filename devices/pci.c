@@ -3,8 +3,10 @@
 #include "pci.h"
 #include "layout.h"
 #include "log.h"
+#include "state.h"
 
 #include <errno.h>
+#include <libfdt.h>
 #include <string.h>
 
 #define CONFIG_ENABLE	 0x80000000u
@@ -435,4 +437,64 @@ void pci_host_set_state(struct pci_host *h, const struct pci_host_state *st)
 	pthread_mutex_lock(&h->lock);
 	h->config_address = st->config_address & CONFIG_ADDR_MASK;
 	pthread_mutex_unlock(&h->lock);
+}
+
+/* What sits in each slot, as vendor | device << 16 (all-ones when empty); host lock held. */
+static void slot_ids(const struct pci_host *h, fdt32_t ids[PCI_NR_SLOTS])
+{
+	for (int i = 0; i < PCI_NR_SLOTS; i++) {
+		const struct pci_device *d = h->slots[i];
+
+		ids[i] = cpu_to_fdt32(d ? pci_get32(d->config, PCI_VENDOR_ID) : 0xffffffffu);
+	}
+}
+
+int pci_host_save(struct pci_host *h, void *fdt)
+{
+	uint8_t bridge[PCI_CONFIG_SIZE];
+	fdt32_t ids[PCI_NR_SLOTS];
+	uint32_t addr;
+	int ret;
+
+	pthread_mutex_lock(&h->lock);
+	addr = h->config_address;
+	memcpy(bridge, h->bridge.config, PCI_CONFIG_SIZE);
+	slot_ids(h, ids);
+	pthread_mutex_unlock(&h->lock);
+
+	if ((ret = state_put_u32(fdt, "config-address", addr)) ||
+	    (ret = state_put_bytes(fdt, "bridge-config", bridge, sizeof(bridge))) ||
+	    (ret = state_put_bytes(fdt, "slot-ids", ids, sizeof(ids))))
+		return ret;
+	return 0;
+}
+
+int pci_host_load(struct pci_host *h, const void *fdt, int node)
+{
+	uint8_t bridge[PCI_CONFIG_SIZE];
+	fdt32_t ids[PCI_NR_SLOTS], here[PCI_NR_SLOTS];
+	const struct pci_device *b = &h->bridge;
+	uint32_t addr;
+	int ret = 0;
+
+	if (state_get_u32(fdt, node, "config-address", &addr) ||
+	    state_get_bytes(fdt, node, "bridge-config", bridge, sizeof(bridge)) ||
+	    state_get_bytes(fdt, node, "slot-ids", ids, sizeof(ids)) || addr & ~CONFIG_ADDR_MASK)
+		return -EINVAL;
+
+	pthread_mutex_lock(&h->lock);
+	slot_ids(h, here);
+	if (memcmp(ids, here, sizeof(ids)))
+		ret = -EINVAL;
+	/* Read-only fields (IDs, class, header type) must be this bridge's. */
+	for (unsigned i = 0; i < PCI_CONFIG_SIZE && !ret; i++)
+		if ((bridge[i] ^ b->config[i]) & ~(b->wmask[i] | b->w1cmask[i]))
+			ret = -EINVAL;
+	if (!ret) {
+		h->config_address = addr;
+		memcpy(h->bridge.config, bridge, PCI_CONFIG_SIZE);
+		update_bars(h, &h->bridge); /* no BARs today; should it gain one, it follows */
+	}
+	pthread_mutex_unlock(&h->lock);
+	return ret;
 }

@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /* 16550A UART: registers, receive FIFO, interrupt priority, ordered output. */
 #include "uart8250.h"
+#include "state.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 /* MSR status bits when nothing drives the modem lines: a null-modem cable. */
@@ -39,11 +41,15 @@ static uint8_t pending_iir(const struct uart8250_state *s)
 	return UART_IIR_NO_INT;
 }
 
+static int irq_level(const struct uart8250_state *s)
+{
+	return pending_iir(s) != UART_IIR_NO_INT && (s->mcr & UART_MCR_OUT2) &&
+	       !(s->mcr & UART_MCR_LOOP);
+}
+
 static void update_irq(struct uart8250 *u)
 {
-	const struct uart8250_state *s = &u->s;
-	int level = pending_iir(s) != UART_IIR_NO_INT && (s->mcr & UART_MCR_OUT2) &&
-		    !(s->mcr & UART_MCR_LOOP);
+	int level = irq_level(&u->s);
 
 	if (level != u->irq_level) {
 		u->irq_level = level;
@@ -361,4 +367,89 @@ int uart8250_set_state(struct uart8250 *u, const struct uart8250_state *st)
 	update_irq(u);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
+}
+
+/* The registers, one u32 property each. */
+static const struct {
+	const char *name;
+	size_t off;
+} saved_regs[] = {
+    {"dll", offsetof(struct uart8250_state, dll)}, {"dlm", offsetof(struct uart8250_state, dlm)},
+    {"ier", offsetof(struct uart8250_state, ier)}, {"fcr", offsetof(struct uart8250_state, fcr)},
+    {"lcr", offsetof(struct uart8250_state, lcr)}, {"mcr", offsetof(struct uart8250_state, mcr)},
+    {"lsr", offsetof(struct uart8250_state, lsr)}, {"msr", offsetof(struct uart8250_state, msr)},
+    {"scr", offsetof(struct uart8250_state, scr)},
+};
+
+int uart8250_save(struct uart8250 *u, void *fdt)
+{
+	struct uart8250_state s;
+	uint8_t fifo[UART8250_FIFO_SIZE];
+	size_t pending;
+	int ret, level;
+
+	pthread_mutex_lock(&u->lock);
+	s = u->s;
+	pending = u->txq_len;
+	level = irq_level(&u->s);
+	pthread_mutex_unlock(&u->lock);
+	if (pending)
+		return -EBUSY;
+	/* Oldest byte first, so the tree does not depend on where the ring started. */
+	for (unsigned i = 0; i < s.rx_count; i++)
+		fifo[i] = s.rx_fifo[(s.rx_head + i) % UART8250_FIFO_SIZE];
+
+	for (size_t i = 0; i < sizeof(saved_regs) / sizeof(saved_regs[0]); i++) {
+		ret = state_put_u32(fdt, saved_regs[i].name,
+				    ((const uint8_t *)&s)[saved_regs[i].off]);
+		if (ret)
+			return ret;
+	}
+	if ((ret = state_put_u32(fdt, "thr-ipending", s.thr_ipending)) ||
+	    (ret = state_put_u32(fdt, "rx-count", s.rx_count)) ||
+	    (ret = state_put_bytes(fdt, "rx-fifo", fifo, s.rx_count)) ||
+	    (ret = state_put_u32(fdt, "irq-level", (uint32_t)level)))
+		return ret;
+	return 0;
+}
+
+/* Every value the model itself can produce, and nothing else. */
+static bool state_valid(const struct uart8250_state *s)
+{
+	if (s->ier & ~0x0f || s->mcr & ~0x1f || s->lsr & ~UART_LSR_ERRORS)
+		return false;
+	/* FCR keeps enable and trigger, and reads 0 with the FIFO off. */
+	if (s->fcr & ~(UART_FCR_ENABLE | UART_FCR_TRIG) || (s->fcr && !fifo_on(s)))
+		return false;
+	/* MSR's status half always shows the modem inputs MCR selects. */
+	if ((s->msr & ~UART_MSR_DELTAS) != msr_inputs(s))
+		return false;
+	/* THRE is only ever pending while its interrupt is enabled. */
+	if (s->thr_ipending && !(s->ier & UART_IER_THRI))
+		return false;
+	return s->rx_head < UART8250_FIFO_SIZE && s->rx_count <= rx_capacity(s);
+}
+
+int uart8250_load(struct uart8250 *u, const void *fdt, int node)
+{
+	struct uart8250_state s;
+	uint32_t v, count, thri, level;
+
+	memset(&s, 0, sizeof(s));
+	for (size_t i = 0; i < sizeof(saved_regs) / sizeof(saved_regs[0]); i++) {
+		if (state_get_u32(fdt, node, saved_regs[i].name, &v) || v > 0xff)
+			return -EINVAL;
+		((uint8_t *)&s)[saved_regs[i].off] = (uint8_t)v;
+	}
+	if (state_get_u32(fdt, node, "thr-ipending", &thri) || thri > 1 ||
+	    state_get_u32(fdt, node, "rx-count", &count) || count > UART8250_FIFO_SIZE ||
+	    state_get_bytes(fdt, node, "rx-fifo", s.rx_fifo, count) ||
+	    state_get_u32(fdt, node, "irq-level", &level))
+		return -EINVAL;
+	s.thr_ipending = thri;
+	s.rx_count = (uint8_t)count;
+	s.rx_head = 0;
+	if (!state_valid(&s) || level != (uint32_t)irq_level(&s))
+		return -EINVAL;
+	return uart8250_set_state(u, &s);
 }

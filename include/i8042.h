@@ -93,4 +93,20 @@ void i8042_get_state(struct i8042 *k, struct i8042_state *st);
 /* Load state and drive both IRQ lines to match it.  -EINVAL on an unknown pending command. */
 int i8042_set_state(struct i8042 *k, const struct i8042_state *st);
 
+/*
+ * State tree (include/state.h): the caller has opened the controller's
+ * node.  Save adds the controller RAM (command byte first), output port
+ * (reset and A20 bits), output buffer byte and status (OBF, CMD, AUX data,
+ * timeout), the command waiting for its data byte, port 0x61 and its
+ * refresh bit, and both IRQ levels.  0 or a state_put error.
+ *
+ * Load rejects with -EINVAL, applying nothing, any value the model cannot
+ * reach (status bits it never sets, AUX/timeout without a full buffer, a
+ * pending command that takes no data byte, port B beyond bits 0-3, IRQ
+ * levels disagreeing with status and command byte), then drives both IRQ
+ * lines to the loaded levels.
+ */
+int i8042_save(struct i8042 *k, void *fdt);
+int i8042_load(struct i8042 *k, const void *fdt, int node);
+
 #endif

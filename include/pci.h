@@ -199,4 +199,21 @@ void pci_device_set_config(struct pci_device *dev, const uint8_t config[PCI_CONF
 void pci_host_get_state(struct pci_host *h, struct pci_host_state *st);
 void pci_host_set_state(struct pci_host *h, const struct pci_host_state *st);
 
+/*
+ * State tree (include/state.h): the caller has opened the host's node.
+ * Save adds the 0xcf8 address latch, the host bridge's (00.0) config space
+ * (its command, status, cache-line, latency and interrupt-line bits are
+ * guest-writable) and the vendor/device ID found in every slot.  The other
+ * functions' config spaces, BARs included, are saved by their own device
+ * models (virtio_pci_save), which restore them with pci_device_set_config;
+ * the host does not save them twice.
+ *
+ * Load returns -EINVAL, applying nothing, for latch bits the hardware does
+ * not keep, a bridge config space differing from this one's outside its
+ * writable bits, or slots populated differently from this host (the VM on
+ * the loading side must have been built with the same devices).
+ */
+int pci_host_save(struct pci_host *h, void *fdt);
+int pci_host_load(struct pci_host *h, const void *fdt, int node);
+
 #endif

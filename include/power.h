@@ -21,4 +21,15 @@ struct power {
 int power_init(struct power *pm, struct bus *pio, void (*poweroff)(void *opaque, int status),
 	       void *opaque);
 
+/*
+ * State tree (include/state.h): the caller has opened the node.  The model
+ * keeps no register state: both sleep registers read 0 (no wake status,
+ * since the only sleep state offered, S5, never returns) and a control
+ * write acts at once.  Save records that status as "sleep-status" = 0;
+ * load requires the property and the value 0 (-EINVAL otherwise, e.g. a
+ * tree from a model that kept a wake status this one cannot represent).
+ */
+int power_save(struct power *pm, void *fdt);
+int power_load(struct power *pm, const void *fdt, int node);
+
 #endif

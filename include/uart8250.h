@@ -180,4 +180,20 @@ void uart8250_get_state(struct uart8250 *u, struct uart8250_state *st);
  */
 int uart8250_set_state(struct uart8250 *u, const struct uart8250_state *st);
 
+/*
+ * State tree (include/state.h): the caller has opened the UART's node.
+ * Save adds every register (DLL/DLM, IER, FCR, LCR, MCR, sticky LSR bits,
+ * MSR, SCR), the pending THRE interrupt, the receive FIFO's bytes oldest
+ * first and the IRQ level.  -EBUSY if a THR byte has not reached
+ * ops->output yet (cannot happen with the VM paused), or a state_put error.
+ *
+ * Load checks every value against what the model can reach (reserved
+ * bits clear, FIFO count within the receiver's capacity, MSR status bits
+ * following MCR, THRE pending only with IER.THRI, IRQ level agreeing with
+ * the registers) and applies nothing on -EINVAL.  It then drives the IRQ
+ * line to the loaded level, even if unchanged, so the irqchip matches.
+ */
+int uart8250_save(struct uart8250 *u, void *fdt);
+int uart8250_load(struct uart8250 *u, const void *fdt, int node);
+
 #endif

@@ -1,17 +1,22 @@
 // SPDX-License-Identifier: MIT
-/* PCI host: mechanism-1 config access, absent devices, BAR sizing/placement/moves, masks, caps. */
+/*
+ * PCI host: mechanism-1 config access, absent devices, BAR sizing/placement/moves, masks, caps,
+ * host save/load through the state tree.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <libfdt.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bus.h"
 #include "layout.h"
 #include "pci.h"
+#include "state.h"
 
 #define BDF(slot) (0x80000000u | (unsigned)(slot) << 11)
 
@@ -531,6 +536,203 @@ static void test_config_snapshot_restore(void **state)
 	assert_int_equal(cfg_read(f, 1, PCI_INTERRUPT_LINE, 1), 11);
 }
 
+/* State tree: a whole tree with the host as node "pci". */
+#define TREE_SIZE 4096
+
+static void *save_tree(struct fixture *f)
+{
+	void *t = malloc(TREE_SIZE);
+
+	assert_non_null(t);
+	assert_int_equal(state_tree_begin(t, TREE_SIZE), 0);
+	assert_int_equal(fdt_begin_node(t, "pci"), 0);
+	assert_int_equal(pci_host_save(&f->host, t), 0);
+	assert_int_equal(fdt_end_node(t), 0);
+	assert_int_equal(state_tree_end(t), 0);
+	assert_int_equal(fdt_check_full(t, TREE_SIZE), 0);
+	return t;
+}
+
+static int load_tree(struct fixture *f, const void *t)
+{
+	int node = state_find_node(t, 0, "pci");
+
+	assert_true(node >= 0);
+	return pci_host_load(&f->host, t, node);
+}
+
+/* A machine like the VM's: the bridge plus the test device at slot 1. */
+static struct fixture *second_machine(bool with_device, int slot)
+{
+	struct fixture *g = NULL;
+
+	assert_int_equal(setup((void **)&g), 0);
+	if (with_device) {
+		make_device(g);
+		assert_int_equal(pci_register_device(&g->host, &g->dev, slot), 0);
+	}
+	return g;
+}
+
+/* The guest programs the bridge's writable fields and leaves the latch pointing somewhere. */
+static void distinctive_state(struct fixture *f)
+{
+	make_device(f);
+	assert_int_equal(pci_register_device(&f->host, &f->dev, -1), 0);
+	cfg_write(f, 0, PCI_COMMAND, 2,
+		  PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_SERR | 0xf800);
+	cfg_write(f, 0, PCI_CACHE_LINE_SIZE, 1, 0x10);
+	cfg_write(f, 0, PCI_LATENCY_TIMER, 1, 0x40);
+	cfg_write(f, 0, PCI_INTERRUPT_LINE, 1, 0x0b);
+	cfg_write(f, 0, PCI_BASE_ADDRESS_0, 4, 0xffffffff); /* read-only on the bridge */
+	outl(f, PORT_PCI_CONFIG_ADDR, BDF(1) | PCI_INTERRUPT_LINE);
+}
+
+static void test_host_save_load_round_trip(void **state)
+{
+	struct fixture *f = *state, *g;
+	uint8_t dev_before[PCI_CONFIG_SIZE], dev_after[PCI_CONFIG_SIZE];
+	uint8_t d[4];
+	void *t;
+
+	distinctive_state(f);
+	t = save_tree(f);
+	g = second_machine(true, -1);
+	pci_device_get_config(&g->dev, dev_before);
+	g->cw_calls = 0;
+	assert_int_equal(load_tree(g, t), 0);
+
+	/* The latch first: a guest between its 0xcf8 and 0xcfc accesses carries on. */
+	assert_int_equal(inl(g, PORT_PCI_CONFIG_ADDR), BDF(1) | PCI_INTERRUPT_LINE);
+	assert_int_equal(inl(g, PORT_PCI_CONFIG_DATA), inl(f, PORT_PCI_CONFIG_DATA));
+	/* The bridge reads the same everywhere. */
+	for (unsigned off = 0; off < PCI_CONFIG_SIZE; off += 4)
+		assert_int_equal(cfg_read(g, 0, off, 4), cfg_read(f, 0, off, 4));
+	assert_int_equal(cfg_read(g, 0, PCI_COMMAND, 2),
+			 PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER | PCI_COMMAND_SERR);
+	assert_int_equal(cfg_read(g, 0, PCI_CACHE_LINE_SIZE, 1), 0x10);
+	assert_int_equal(cfg_read(g, 0, PCI_LATENCY_TIMER, 1), 0x40);
+	assert_int_equal(cfg_read(g, 0, PCI_INTERRUPT_LINE, 1), 0x0b);
+	assert_int_equal(cfg_read(g, 0, PCI_VENDOR_ID, 4),
+			 PCI_HOST_DEVICE_ID << 16 | PCI_HOST_VENDOR_ID);
+	/* The function's config space is its model's to load: untouched, still decoding. */
+	pci_device_get_config(&g->dev, dev_after);
+	assert_memory_equal(dev_before, dev_after, PCI_CONFIG_SIZE);
+	assert_int_equal(g->cw_calls, 0);
+	assert_int_equal(bus_access(&g->mmio, LAYOUT_PCI_MMIO_BASE, d, 4, false), 0);
+	free(t);
+	teardown((void **)&g);
+}
+
+static void *tree_copy(const void *t)
+{
+	void *c = malloc(TREE_SIZE);
+
+	assert_non_null(c);
+	assert_int_equal(fdt_open_into(t, c, TREE_SIZE), 0);
+	return c;
+}
+
+static void put_raw(void *t, const char *name, const void *data, int len)
+{
+	assert_int_equal(fdt_setprop(t, state_find_node(t, 0, "pci"), name, data, len), 0);
+}
+
+/* A copy of the tree with byte off of the bridge's config space XORed with x. */
+static void *bridge_poked(const void *good, unsigned off, uint8_t x)
+{
+	void *t = tree_copy(good);
+	uint8_t cfg[PCI_CONFIG_SIZE];
+	int len;
+	const void *p = fdt_getprop(t, state_find_node(t, 0, "pci"), "bridge-config", &len);
+
+	assert_non_null(p);
+	assert_int_equal(len, PCI_CONFIG_SIZE);
+	memcpy(cfg, p, sizeof(cfg));
+	cfg[off] ^= x;
+	put_raw(t, "bridge-config", cfg, sizeof(cfg));
+	return t;
+}
+
+static void expect_rejected(struct fixture *g, void *t)
+{
+	struct pci_host_state hs_before, hs_after;
+	uint8_t before[PCI_CONFIG_SIZE], after[PCI_CONFIG_SIZE];
+
+	assert_int_equal(fdt_check_full(t, TREE_SIZE), 0);
+	pci_host_get_state(&g->host, &hs_before);
+	pci_device_get_config(&g->host.bridge, before);
+	assert_int_equal(load_tree(g, t), -EINVAL);
+	pci_host_get_state(&g->host, &hs_after);
+	pci_device_get_config(&g->host.bridge, after);
+	assert_int_equal(hs_before.config_address, hs_after.config_address);
+	assert_memory_equal(before, after, PCI_CONFIG_SIZE);
+	free(t);
+}
+
+static void test_host_load_rejects_bad_trees(void **state)
+{
+	struct fixture *f = *state, *g, *h;
+	static const char *const props[] = {"config-address", "bridge-config", "slot-ids"};
+	uint8_t junk[8] = {0};
+	void *good, *t;
+
+	distinctive_state(f);
+	good = save_tree(f);
+	g = second_machine(true, -1);
+	outl(g, PORT_PCI_CONFIG_ADDR, BDF(3) | 0x10); /* so a partial load would show */
+
+	for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++) {
+		t = tree_copy(good);
+		assert_int_equal(fdt_delprop(t, state_find_node(t, 0, "pci"), props[i]), 0);
+		expect_rejected(g, t);
+		t = tree_copy(good);
+		put_raw(t, props[i], junk, sizeof(junk));
+		expect_rejected(g, t);
+	}
+	/* Latch bits the hardware does not keep: byte offset, bits 24-30. */
+	t = tree_copy(good);
+	assert_int_equal(
+	    fdt_setprop_u32(t, state_find_node(t, 0, "pci"), "config-address", 0x80000001), 0);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	assert_int_equal(
+	    fdt_setprop_u32(t, state_find_node(t, 0, "pci"), "config-address", 0x81000000), 0);
+	expect_rejected(g, t);
+	/* Read-only bridge fields: vendor ID, class, a BAR, the capability pointer. */
+	expect_rejected(g, bridge_poked(good, PCI_VENDOR_ID, 0x01));
+	expect_rejected(g, bridge_poked(good, PCI_CLASS_DEVICE + 1, 0x80));
+	expect_rejected(g, bridge_poked(good, PCI_BASE_ADDRESS_0 + 3, 0xd0));
+	expect_rejected(g, bridge_poked(good, PCI_CAPABILITY_LIST, 0x40));
+	expect_rejected(g, bridge_poked(good, PCI_COMMAND + 1, 0x80)); /* reserved command bit */
+	/* A writable one is fine. */
+	t = bridge_poked(good, PCI_LATENCY_TIMER, 0xff);
+	assert_int_equal(load_tree(g, t), 0);
+	assert_int_equal(cfg_read(g, 0, PCI_LATENCY_TIMER, 1), 0x40 ^ 0xff);
+	free(t);
+	outl(g, PORT_PCI_CONFIG_ADDR, BDF(3) | 0x10);
+	teardown((void **)&g);
+
+	/* Slots populated differently: no device, or the device in another slot. */
+	h = second_machine(false, -1);
+	expect_rejected(h, tree_copy(good));
+	teardown((void **)&h);
+	h = second_machine(true, 2);
+	expect_rejected(h, tree_copy(good));
+	teardown((void **)&h);
+	free(good);
+}
+
+static void test_host_save_no_room(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t small[256];
+
+	assert_int_equal(state_tree_begin(small, sizeof(small)), 0);
+	assert_int_equal(fdt_begin_node(small, "pci"), 0);
+	assert_int_equal(pci_host_save(&f->host, small), -ENOSPC);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +745,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_writable_masks, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_capability_chain, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_config_snapshot_restore, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_save_load_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_load_rejects_bad_trees, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_host_save_no_room, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("pci", tests, NULL, NULL);
 }

@@ -1,11 +1,15 @@
 // SPDX-License-Identifier: MIT
-/* 16550A UART: Linux's probe and start-up, interrupts and line levels, FIFO, loopback, threads. */
+/*
+ * 16550A UART: Linux's probe and start-up, interrupts and line levels, FIFO, loopback, threads,
+ * save/load through the state tree.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 #include <errno.h>
+#include <libfdt.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -13,6 +17,7 @@
 
 #include "bus.h"
 #include "layout.h"
+#include "state.h"
 #include "uart8250.h"
 
 #define BASE PORT_COM1
@@ -519,6 +524,300 @@ static void test_state_roundtrip(void **state)
 	teardown((void **)&g);
 }
 
+/* State tree: a whole tree with the UART as node "uart", as snapshot and replication carry it. */
+#define TREE_SIZE 8192
+
+static void *save_tree(struct fixture *f)
+{
+	void *t = malloc(TREE_SIZE);
+
+	assert_non_null(t);
+	assert_int_equal(state_tree_begin(t, TREE_SIZE), 0);
+	assert_int_equal(fdt_begin_node(t, "uart"), 0);
+	assert_int_equal(uart8250_save(&f->u, t), 0);
+	assert_int_equal(fdt_end_node(t), 0);
+	assert_int_equal(state_tree_end(t), 0);
+	assert_int_equal(fdt_check_full(t, TREE_SIZE), 0);
+	return t;
+}
+
+static int load_tree(struct fixture *f, const void *t)
+{
+	int node = state_find_node(t, 0, "uart");
+
+	assert_true(node >= 0);
+	return uart8250_load(&f->u, t, node);
+}
+
+/*
+ * The guest-visible registers in a fixed order of reads, side effects
+ * included (LSR clears errors, MSR deltas, IIR acknowledges THRE), ending
+ * with the receive FIFO drained: two UARTs in the same state give the same
+ * sequence.  Returns how many values were read.
+ */
+static size_t read_all(struct fixture *f, uint8_t *v)
+{
+	size_t n = 0;
+	uint8_t lcr = in(f, UART_LCR);
+
+	v[n++] = lcr;
+	v[n++] = in(f, UART_MCR);
+	v[n++] = in(f, UART_SCR);
+	v[n++] = in(f, UART_IER);
+	out(f, UART_LCR, lcr | UART_LCR_DLAB);
+	v[n++] = in(f, UART_DLL);
+	v[n++] = in(f, UART_DLM);
+	out(f, UART_LCR, lcr);
+	v[n++] = in(f, UART_IIR);
+	v[n++] = in(f, UART_LSR);
+	v[n++] = in(f, UART_IIR);
+	v[n++] = in(f, UART_MSR);
+	v[n++] = in(f, UART_MSR);
+	while (in(f, UART_LSR) & UART_LSR_DR)
+		v[n++] = in(f, UART_RBR);
+	v[n++] = in(f, UART_IIR);
+	v[n++] = in(f, UART_IIR);
+	v[n++] = (uint8_t)f->level;
+	return n;
+}
+
+/*
+ * A distinctive state: FIFO on at trigger 8, odd divisor and line
+ * settings, an overrun from loopback, MSR deltas, a wrapped receive ring,
+ * every interrupt enabled with THRE pending and the line high.
+ */
+static void distinctive_state(struct fixture *f)
+{
+	const uint8_t more[3] = {0xa0, 0xa1, 0xa2};
+
+	out(f, UART_FCR, UART_FCR_ENABLE | 0x80);
+	out(f, UART_LCR, UART_LCR_DLAB);
+	out(f, UART_DLL, 0x01);
+	out(f, UART_DLM, 0x02);
+	out(f, UART_LCR, 0x1b);
+	out(f, UART_SCR, 0x5a);
+	out(f, UART_MCR, UART_MCR_LOOP | UART_MCR_DTR);
+	for (int i = 0; i <= UART8250_FIFO_SIZE; i++)
+		out(f, UART_THR, (uint8_t)i); /* the 17th overruns */
+	out(f, UART_MCR, UART_MCR_OUT2 | UART_MCR_RTS | UART_MCR_DTR);
+	for (int i = 0; i < 5; i++)
+		assert_int_equal(in(f, UART_RBR), i);
+	assert_int_equal(uart8250_receive(&f->u, more, 3), 3);
+	out(f, UART_IER, UART_IER_RDI | UART_IER_THRI | UART_IER_RLSI | UART_IER_MSI);
+	assert_int_equal(f->level, 1);
+}
+
+static void test_save_load_round_trip(void **state)
+{
+	struct fixture *f = *state, *g = NULL;
+	uint8_t a[64], b[64];
+	size_t na, nb;
+	void *t;
+
+	distinctive_state(f);
+	t = save_tree(f);
+
+	assert_int_equal(setup((void **)&g), 0);
+	assert_int_equal(load_tree(g, t), 0);
+	/* The line is driven at load, before the guest touches anything. */
+	assert_int_equal(g->level, 1);
+	assert_int_equal(g->irq_changes, 1);
+
+	na = read_all(f, a);
+	nb = read_all(g, b);
+	assert_int_equal(na, nb);
+	assert_memory_equal(a, b, na);
+
+	/* What those reads were: the state survived register by register. */
+	assert_int_equal(b[0], 0x1b);
+	assert_int_equal(b[1], UART_MCR_OUT2 | UART_MCR_RTS | UART_MCR_DTR);
+	assert_int_equal(b[2], 0x5a);
+	assert_int_equal(b[3], 0x0f);
+	assert_int_equal(b[4], 0x01);
+	assert_int_equal(b[5], 0x02);
+	assert_int_equal(b[6], UART_IIR_FIFO | UART_IIR_RLSI);
+	assert_int_equal(b[7], UART_LSR_OE | UART_LSR_DR | UART_LSR_THRE | UART_LSR_TEMT);
+	assert_int_equal(b[8], UART_IIR_FIFO | UART_IIR_RDI); /* 14 bytes >= trigger 8 */
+	assert_int_equal(b[9], UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS | UART_MSR_DCTS |
+				   UART_MSR_DDCD);
+	assert_int_equal(b[10], UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS);
+	/* The pending bytes in order, across the ring's wrap. */
+	for (int i = 0; i < 11; i++)
+		assert_int_equal(b[11 + i], 5 + i);
+	assert_int_equal(b[22], 0xa0);
+	assert_int_equal(b[23], 0xa1);
+	assert_int_equal(b[24], 0xa2);
+	assert_int_equal(b[25], UART_IIR_FIFO | UART_IIR_THRI); /* THRE was pending */
+	assert_int_equal(b[26], UART_IIR_FIFO | UART_IIR_NO_INT);
+	assert_int_equal(b[27], 0);
+	assert_int_equal(nb, 28);
+
+	/* And it carries on: output, THRE re-armed, input. */
+	out(g, UART_THR, 'x');
+	assert_int_equal(g->out_len, 1);
+	assert_int_equal(g->out[0], 'x');
+	assert_int_equal(g->level, 1);
+	assert_int_equal(in(g, UART_IIR), UART_IIR_FIFO | UART_IIR_THRI);
+	assert_int_equal(g->level, 0);
+	free(t);
+	teardown((void **)&g);
+}
+
+/* Power-on state survives too, and the line is driven low explicitly. */
+static void test_save_load_reset_state(void **state)
+{
+	struct fixture *f = *state, *g = NULL;
+	struct uart8250_state a, b;
+	void *t = save_tree(f);
+
+	assert_int_equal(setup((void **)&g), 0);
+	assert_int_equal(load_tree(g, t), 0);
+	assert_int_equal(g->irq_changes, 1);
+	assert_int_equal(g->level, 0);
+	uart8250_get_state(&f->u, &a);
+	uart8250_get_state(&g->u, &b);
+	assert_memory_equal(&a, &b, sizeof(a));
+	free(t);
+	teardown((void **)&g);
+}
+
+static void *tree_copy(const void *t)
+{
+	void *c = malloc(TREE_SIZE);
+
+	assert_non_null(c);
+	assert_int_equal(fdt_open_into(t, c, TREE_SIZE), 0);
+	return c;
+}
+
+static void put(void *t, const char *name, uint32_t v)
+{
+	assert_int_equal(fdt_setprop_u32(t, state_find_node(t, 0, "uart"), name, v), 0);
+}
+
+static void put_raw(void *t, const char *name, int len)
+{
+	uint8_t junk[32];
+
+	memset(junk, 0x11, sizeof(junk));
+	assert_int_equal(fdt_setprop(t, state_find_node(t, 0, "uart"), name, junk, len), 0);
+}
+
+static void drop(void *t, const char *name)
+{
+	assert_int_equal(fdt_delprop(t, state_find_node(t, 0, "uart"), name), 0);
+}
+
+/* The load must fail and leave g exactly as it was, line untouched. */
+static void expect_rejected(struct fixture *g, void *t)
+{
+	struct uart8250_state before, after;
+	int changes = g->irq_changes;
+
+	assert_int_equal(fdt_check_full(t, TREE_SIZE), 0);
+	uart8250_get_state(&g->u, &before);
+	assert_int_equal(load_tree(g, t), -EINVAL);
+	uart8250_get_state(&g->u, &after);
+	assert_memory_equal(&before, &after, sizeof(before));
+	assert_int_equal(g->irq_changes, changes);
+	free(t);
+}
+
+static void test_load_rejects_bad_trees(void **state)
+{
+	struct fixture *f = *state, *g = NULL;
+	static const char *const props[] = {
+	    "dll", "dlm", "ier",	  "fcr",      "lcr",	 "mcr",	     "lsr",
+	    "msr", "scr", "thr-ipending", "rx-count", "rx-fifo", "irq-level"};
+	void *good, *t;
+
+	distinctive_state(f);
+	good = save_tree(f);
+	assert_int_equal(setup((void **)&g), 0);
+
+	/* Every property is required and has exactly its size. */
+	for (size_t i = 0; i < sizeof(props) / sizeof(props[0]); i++) {
+		t = tree_copy(good);
+		drop(t, props[i]);
+		expect_rejected(g, t);
+		t = tree_copy(good);
+		put_raw(t, props[i], strcmp(props[i], "rx-fifo") ? 1 : 13);
+		expect_rejected(g, t);
+	}
+	/* A register value wider than a byte. */
+	t = tree_copy(good);
+	put(t, "scr", 0x100);
+	expect_rejected(g, t);
+	/* FIFO count beyond the 16550A's FIFO (the bytes are there too). */
+	t = tree_copy(good);
+	put(t, "rx-count", UART8250_FIFO_SIZE + 1);
+	put_raw(t, "rx-fifo", UART8250_FIFO_SIZE + 1);
+	expect_rejected(g, t);
+	/* Two bytes waiting with the FIFO off: the receiver holds one. */
+	t = tree_copy(good);
+	put(t, "fcr", 0);
+	put(t, "rx-count", 2);
+	put_raw(t, "rx-fifo", 2);
+	expect_rejected(g, t);
+	/* Bits the model never keeps. */
+	t = tree_copy(good);
+	put(t, "ier", 0x1f);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "mcr", 0x28);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "lsr", UART_LSR_OE | UART_LSR_DR);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "fcr", UART_FCR_ENABLE | UART_FCR_CLR_RX);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "fcr", 0x80); /* a trigger level with the FIFO off */
+	put(t, "rx-count", 0);
+	put_raw(t, "rx-fifo", 0);
+	expect_rejected(g, t);
+	/* MSR status bits that do not follow MCR (no loopback: the idle cable). */
+	t = tree_copy(good);
+	put(t, "msr", UART_MSR_DCD);
+	expect_rejected(g, t);
+	/* THRE pending with its interrupt disabled; a flag that is not 0/1. */
+	t = tree_copy(good);
+	put(t, "ier", UART_IER_RDI);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "thr-ipending", 2);
+	expect_rejected(g, t);
+	/* The IRQ level must agree with the registers. */
+	t = tree_copy(good);
+	put(t, "irq-level", 0);
+	expect_rejected(g, t);
+	t = tree_copy(good);
+	put(t, "irq-level", 2);
+	expect_rejected(g, t);
+
+	/* The unmodified tree still loads. */
+	assert_int_equal(load_tree(g, good), 0);
+	assert_int_equal(g->level, 1);
+	free(good);
+	teardown((void **)&g);
+}
+
+static void test_save_errors(void **state)
+{
+	struct fixture *f = *state;
+	uint8_t small[128];
+
+	/* A THR byte not yet handed to output (only while a vCPU is in the handler). */
+	f->u.txq_len = 1;
+	assert_int_equal(uart8250_save(&f->u, small), -EBUSY);
+	f->u.txq_len = 0;
+	/* No room in the tree. */
+	assert_int_equal(state_tree_begin(small, sizeof(small)), 0);
+	assert_int_equal(fdt_begin_node(small, "uart"), 0);
+	assert_int_equal(uart8250_save(&f->u, small), -ENOSPC);
+}
+
 static void test_init_errors(void **state)
 {
 	struct fixture *f = *state;
@@ -544,6 +843,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_concurrent_output_keeps_order, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_output_callback_may_feed_input, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_state_roundtrip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_load_round_trip, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_load_reset_state, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load_rejects_bad_trees, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_save_errors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_init_errors, setup, teardown),
 	};
 	return cmocka_run_group_tests_name("uart8250", tests, NULL, NULL);
