@@ -20,6 +20,8 @@ enum vmm_command {
 	VMM_CMD_RUN,
 	VMM_CMD_HELP,	 /* print usage to stdout, exit 0 */
 	VMM_CMD_VERSION, /* print version to stdout, exit 0 */
+	VMM_CMD_RESTORE, /* restore_path: continue a snapshot */
+	VMM_CMD_CTL,	 /* control_path + ctl_argv: one command to a running vmm */
 };
 
 enum reboot_action {
@@ -60,12 +62,17 @@ struct vm_options {
 	struct net_option nets[OPTIONS_MAX_NETS];
 	unsigned nr_nets;
 	enum hvc_backend hvc;
-	const char *hvc_path; /* HVC_FILE / HVC_SOCKET */
-	bool rng;	      /* --rng: virtio-rng from getrandom() */
+	const char *hvc_path;	  /* HVC_FILE / HVC_SOCKET */
+	char hvc_path_buf[4096];  /* hvc_path's storage when it comes from a saved configuration */
+	bool rng;		  /* --rng: virtio-rng from getrandom() */
+	const char *control_path; /* --control (run, restore) or the socket of ctl */
+	const char *restore_path; /* restore SNAPSHOT */
+	int ctl_argc;		  /* ctl: the command and its arguments */
+	char **ctl_argv;
 };
 
 /*
- * Parse argv ("vmm", "run", options...).  Fills cmd and opts; on a bad
+ * Parse argv ("vmm", "run"|"restore"|"ctl", options...).  Fills cmd and opts; on a bad
  * command line returns -EINVAL with a message in err (no "vmm: " prefix).
  */
 int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_options *opts, char *err,

@@ -24,11 +24,14 @@
 int state_put_u32(void *fdt, const char *name, uint32_t v);
 int state_put_u64(void *fdt, const char *name, uint64_t v);
 int state_put_bytes(void *fdt, const char *name, const void *data, size_t len);
+int state_put_string(void *fdt, const char *name, const char *s);
 
 /* 0, or -EINVAL if the property is missing or not exactly the right size. */
 int state_get_u32(const void *fdt, int node, const char *name, uint32_t *v);
 int state_get_u64(const void *fdt, int node, const char *name, uint64_t *v);
 int state_get_bytes(const void *fdt, int node, const char *name, void *data, size_t len);
+/* A NUL-terminated string of at most size bytes (NUL included), else -EINVAL. */
+int state_get_string(const void *fdt, int node, const char *name, char *buf, size_t size);
 
 /* Start a sequential-write tree in buf (size bytes) with a root node; 0 or -ENOSPC. */
 int state_tree_begin(void *buf, size_t size);

@@ -20,6 +20,7 @@ struct vcpu {
 	struct kvm_run *run;
 	pthread_t thread;
 	bool started;
+	bool io_pending; /* the last exit was I/O or MMIO that KVM completes on the next KVM_RUN */
 };
 
 /* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot

@@ -37,10 +37,10 @@
 #include "pci.h"
 #include "virtqueue.h"
 
-#define VIRTIO_MAX_QUEUES     8
-#define VIRTIO_PCI_VENDOR_ID  0x1af4
+#define VIRTIO_MAX_QUEUES	  8
+#define VIRTIO_PCI_VENDOR_ID	  0x1af4
 #define VIRTIO_PCI_DEVICE_ID_BASE 0x1040 /* + virtio device ID: modern-only devices */
-#define VIRTIO_MSI_NO_VECTOR  0xffff
+#define VIRTIO_MSI_NO_VECTOR	  0xffff
 
 struct event_loop;
 struct msi_router;
@@ -52,7 +52,7 @@ struct virtio_env {
 	struct pci_host *pci;
 	struct event_loop *loop;
 	struct msi_router *msi; /* interrupts; NULL in unit tests (see signal_msi) */
-	int vm_fd;              /* KVM_IOEVENTFD; -1 in unit tests: notify writes go through MMIO */
+	int vm_fd;		/* KVM_IOEVENTFD; -1 in unit tests: notify writes go through MMIO */
 	/* Unit tests without KVM: called instead of irqfd for an unmasked vector. */
 	void (*signal_msi)(void *opaque, uint64_t addr, uint32_t data);
 	void *signal_opaque;
@@ -123,7 +123,8 @@ static inline struct virtq *virtio_queue(struct virtio_dev *vdev, unsigned q)
 
 /* Set up the PCI function, BARs and capabilities.  0 or -errno. */
 int virtio_pci_init(struct virtio_dev *vdev, const struct virtio_dev_info *info,
-		    const struct virtio_device_ops *ops, void *opaque, const struct virtio_env *env);
+		    const struct virtio_device_ops *ops, void *opaque,
+		    const struct virtio_env *env);
 
 /* Put the function on the PCI bus (slot -1: next free).  0 or -errno. */
 int virtio_pci_register(struct virtio_dev *vdev, int slot);
@@ -144,7 +145,8 @@ void virtio_config_interrupt(struct virtio_dev *vdev);
 /* The driver broke the rules: DEVICE_NEEDS_RESET, config interrupt, queues stop. */
 void virtio_set_needs_reset(struct virtio_dev *vdev);
 
-/* Save/load the transport (config space, MSI-X table, transport state) as properties of the open node. */
+/* Save/load the transport (config space, MSI-X table, transport state) as properties of the open
+ * node. */
 int virtio_pci_save(struct virtio_dev *vdev, void *fdt);
 int virtio_pci_load(struct virtio_dev *vdev, const void *fdt, int node);
 

@@ -17,6 +17,7 @@
 #include "boot.h"
 #include "bus.h"
 #include "console.h"
+#include "control.h"
 #include "event_loop.h"
 #include "guest_mem.h"
 #include "hvc_port.h"
@@ -75,6 +76,7 @@ struct vm {
 
 	unsigned ncpus;
 	struct vcpu *vcpus;
+	struct control control; /* --control */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -92,8 +94,9 @@ struct vm {
 
 /*
  * Build the VM described by opts: memory, kernel, devices, vCPUs (not yet
- * running).  On failure the reason was printed (one line), the VM is
- * released and -errno returned; vm->input_error tells bad input (status 2)
+ * running).  Without opts->kernel (a restore) RAM stays empty and the
+ * vCPUs get no boot registers: the caller loads a saved state.  On failure the reason was printed
+ * (one line), the VM is released and -errno returned; vm->input_error tells bad input (status 2)
  * from a host/KVM failure (status 1).
  */
 int vm_create(struct vm *vm, const struct vm_options *opts);

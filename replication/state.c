@@ -90,3 +90,21 @@ int state_find_node(const void *fdt, int node, const char *name)
 
 	return off < 0 ? -ENOENT : off;
 }
+
+int state_put_string(void *fdt, const char *name, const char *s)
+{
+	return state_put_bytes(fdt, name, s, strlen(s) + 1);
+}
+
+int state_get_string(const void *fdt, int node, const char *name, char *buf, size_t size)
+{
+	int len;
+	const char *p = fdt_getprop(fdt, node, name, &len);
+
+	/* Exactly one NUL, at the end, and it fits: a saved string is untrusted. */
+	if (!p || len < 1 || (size_t)len > size || p[len - 1] != '\0' ||
+	    strlen(p) != (size_t)len - 1)
+		return -EINVAL;
+	memcpy(buf, p, (size_t)len);
+	return 0;
+}

@@ -7,7 +7,7 @@ set -eu
 PKGS=(
 	build-essential clang libclang-rt-dev   # compiler, libFuzzer + sanitizer runtimes
 	linux-libc-dev                          # KVM and virtio UAPI headers
-	libfdt-dev libcmocka-dev                # state tree (libfdt), unit tests (cmocka)
+	libfdt-dev libcmocka-dev libxxhash-dev  # state tree (libfdt), unit tests (cmocka), stream checksums (xxHash)
 	qemu-system-x86                         # nested Linux harness and the benchmark peer
 	busybox-static cpio xz-utils zstd kmod  # initramfs building, module unpacking
 	e2fsprogs iproute2 procps psmisc python3

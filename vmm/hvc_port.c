@@ -4,17 +4,17 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/time.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "event_loop.h"
 #include "log.h"
+#include "unix_socket.h"
 #include "virtio_console.h"
 
 #define CLIENT_SEND_TIMEOUT_MS 1000
@@ -141,30 +141,14 @@ static void on_space(void *opaque, uint32_t events)
 
 static int open_socket(struct hvc_port *p, const char *path)
 {
-	struct sockaddr_un addr = {.sun_family = AF_UNIX};
-	struct stat st;
 	int ret;
 
-	if (strlen(path) >= sizeof(addr.sun_path)) {
-		pr_err("--console hvc,socket=%s: path too long (at most %zu bytes)", path,
-		       sizeof(addr.sun_path) - 1);
-		return -ENAMETOOLONG;
-	}
-	strcpy(addr.sun_path, path);
-	strcpy(p->path, path);
-	/* Replace a socket a previous run left behind, but never another kind of file. */
-	if (lstat(path, &st) == 0) {
-		if (!S_ISSOCK(st.st_mode)) {
-			pr_err("--console hvc,socket=%s: exists and is not a socket", path);
-			return -EEXIST;
-		}
-		unlink(path);
-	}
-	p->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (p->listen_fd < 0 || bind(p->listen_fd, (struct sockaddr *)&addr, sizeof(addr)) < 0 ||
-	    listen(p->listen_fd, 1) < 0) {
-		ret = -errno;
-		pr_err("--console hvc,socket=%s: %s", path, strerror(errno));
+	snprintf(p->path, sizeof(p->path), "%s", path);
+	p->listen_fd = unix_socket_listen(path);
+	if (p->listen_fd < 0) {
+		ret = p->listen_fd;
+		pr_err("--console hvc,socket=%s: %s", path,
+		       ret == -EEXIST ? "exists and is not a socket" : strerror(-ret));
 		return ret;
 	}
 	ret = event_loop_add(p->loop, p->listen_fd, EPOLLIN, on_accept, p);

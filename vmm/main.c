@@ -1,11 +1,33 @@
 // SPDX-License-Identifier: MIT
 /* vmm: parse the command line, run the VM, turn how it ended into an exit status. */
+#include "control.h"
 #include "log.h"
 #include "options.h"
 #include "vm.h"
+#include "vm_stream.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* How the VM ended, for the log; returns its exit status. */
+static int report_stop(enum vm_stop_reason reason, int status)
+{
+	switch (reason) {
+	case VM_STOP_POWEROFF:
+		pr_info("guest powered off");
+		break;
+	case VM_STOP_RESET:
+		pr_info("guest reset");
+		break;
+	default:
+		break;
+	}
+	return status;
+}
 
 static int run_vm(const struct vm_options *opts)
 {
@@ -23,17 +45,48 @@ static int run_vm(const struct vm_options *opts)
 			break;
 		pr_info("guest reset: restarting");
 	}
-	switch (reason) {
-	case VM_STOP_POWEROFF:
-		pr_info("guest powered off");
-		break;
-	case VM_STOP_RESET:
-		pr_info("guest reset");
-		break;
-	default:
-		break;
+	return report_stop(reason, status);
+}
+
+/*
+ * Continue a snapshot: its header and configuration say what VM to build;
+ * memory and state are loaded before any vCPU runs.  A bad file is input
+ * (status 2) and nothing runs.
+ */
+static int restore_vm(struct vm_options *opts)
+{
+	enum vm_stop_reason reason;
+	struct vm vm;
+	char err[512];
+	int fd, ret, status;
+
+	fd = open(opts->restore_path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		pr_err("%s: %s", opts->restore_path, strerror(errno));
+		return 2;
 	}
-	return status;
+	if (vm_stream_recv_config(fd, opts, NULL, err, sizeof(err))) {
+		pr_err("%s: %s", opts->restore_path, err);
+		close(fd);
+		return 2;
+	}
+	if (vm_create(&vm, opts)) {
+		close(fd);
+		return vm.input_error ? 2 : 1;
+	}
+	ret = vm_stream_recv_state(fd, &vm, 0, NULL);
+	close(fd);
+	if (ret) {
+		pr_err("%s: cannot restore (%s); nothing was run", opts->restore_path,
+		       ret == -EINVAL || ret == -EPIPE ? "bad snapshot" : strerror(-ret));
+		vm_destroy(&vm);
+		return ret == -EINVAL || ret == -EPIPE ? 2 : 1;
+	}
+	pr_info("restored %s", opts->restore_path);
+	reason = vm_run(&vm);
+	status = vm.exit_status;
+	vm_destroy(&vm);
+	return report_stop(reason, status);
 }
 
 int main(int argc, char **argv)
@@ -55,6 +108,11 @@ int main(int argc, char **argv)
 	case VMM_CMD_VERSION:
 		printf("vmm %s\n", VMM_VERSION);
 		return 0;
+	case VMM_CMD_CTL:
+		return control_client(opts.control_path, opts.ctl_argc, opts.ctl_argv);
+	case VMM_CMD_RESTORE:
+		log_verbosity = opts.verbosity;
+		return restore_vm(&opts);
 	case VMM_CMD_RUN:
 		break;
 	}

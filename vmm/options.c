@@ -14,6 +14,8 @@
 
 const char options_usage[] =
     "usage: vmm run --kernel FILE [options]\n"
+    "       vmm restore SNAPSHOT [--disk ...] [--net ...] [--console ...] [--control PATH]\n"
+    "       vmm ctl SOCKET status | snapshot FILE [--stop] | quit\n"
     "       vmm --version | --help\n"
     "\n"
     "Run a virtual machine on KVM with its serial console on stdio.\n"
@@ -31,10 +33,14 @@ const char options_usage[] =
     "                       virtio-console hvc0 on stdio (input goes to it), a file or a unix "
     "socket\n"
     "      --rng            virtio-rng fed by getrandom()\n"
+    "      --control PATH   control socket for vmm ctl (status, snapshot, quit)\n"
     "      --reboot=exit|restart\n"
     "                       what a guest reboot does (default exit, status 0)\n"
     "  -v, --verbose        more log output (repeat for debug)\n"
     "  -h, --help           this text\n"
+    "\n"
+    "restore continues a snapshot; devices come from the snapshot unless given\n"
+    "(the same number and kind; e.g. the same disk at another path).\n"
     "\n"
     "Exit status: 0 guest powered off (or rebooted with --reboot=exit), 1 guest crashed\n"
     "or VMM error, 2 bad command line or input file, 128+N stopped by signal N.\n"
@@ -107,7 +113,7 @@ static int parse_cpus(const char *s, unsigned *ncpus)
 	return 0;
 }
 
-enum { OPT_REBOOT = 0x100, OPT_VERSION, OPT_NET, OPT_CONSOLE, OPT_RNG };
+enum { OPT_REBOOT = 0x100, OPT_VERSION, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_CONTROL };
 
 /*
  * Split "a,b=c,d" in place-free fashion: returns the next comma-separated
@@ -241,13 +247,21 @@ static int parse_console(const char *arg, struct vm_options *opts, char *err, si
 }
 
 static const struct option run_options[] = {
-    {"kernel", required_argument, NULL, 'k'},	 {"initrd", required_argument, NULL, 'i'},
-    {"cmdline", required_argument, NULL, 'c'},	 {"mem", required_argument, NULL, 'm'},
-    {"cpus", required_argument, NULL, 'n'},	 {"reboot", required_argument, NULL, OPT_REBOOT},
-    {"verbose", no_argument, NULL, 'v'},	 {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION}, {"disk", required_argument, NULL, 'd'},
-    {"net", required_argument, NULL, OPT_NET},	 {"console", required_argument, NULL, OPT_CONSOLE},
-    {"rng", no_argument, NULL, OPT_RNG},	 {NULL, 0, NULL, 0},
+    {"kernel", required_argument, NULL, 'k'},
+    {"initrd", required_argument, NULL, 'i'},
+    {"cmdline", required_argument, NULL, 'c'},
+    {"mem", required_argument, NULL, 'm'},
+    {"cpus", required_argument, NULL, 'n'},
+    {"reboot", required_argument, NULL, OPT_REBOOT},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"disk", required_argument, NULL, 'd'},
+    {"net", required_argument, NULL, OPT_NET},
+    {"console", required_argument, NULL, OPT_CONSOLE},
+    {"rng", no_argument, NULL, OPT_RNG},
+    {"control", required_argument, NULL, OPT_CONTROL},
+    {NULL, 0, NULL, 0},
 };
 
 static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_options *opts,
@@ -309,6 +323,11 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 		case OPT_RNG:
 			opts->rng = true;
 			break;
+		case OPT_CONTROL:
+			if (!optarg[0])
+				return fail(err, errlen, "--control needs a socket path");
+			opts->control_path = optarg;
+			break;
 		case 'v':
 			opts->verbosity++;
 			break;
@@ -324,6 +343,18 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 			return fail(err, errlen, "unknown option '%s' (see vmm run --help)",
 				    argv[optind - 1]);
 		}
+	}
+	if (*cmd == VMM_CMD_RESTORE) {
+		/* The machine is the snapshot's: only its devices' backends may be given. */
+		if (opts->kernel || opts->initrd || opts->cmdline ||
+		    opts->mem_size != OPTIONS_DEFAULT_MEM || opts->ncpus != 1)
+			return fail(err, errlen,
+				    "restore: --kernel, --initrd, --cmdline, --mem and --cpus come "
+				    "from the snapshot");
+		if (optind + 1 != argc)
+			return fail(err, errlen, "restore: give exactly one snapshot file");
+		opts->restore_path = argv[optind];
+		return 0;
 	}
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see vmm run --help)",
@@ -356,5 +387,18 @@ int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_option
 	}
 	if (!strcmp(argv[1], "run"))
 		return parse_run(argc - 1, argv + 1, cmd, opts, err, errlen);
+	if (!strcmp(argv[1], "restore")) {
+		*cmd = VMM_CMD_RESTORE;
+		return parse_run(argc - 1, argv + 1, cmd, opts, err, errlen);
+	}
+	if (!strcmp(argv[1], "ctl")) {
+		*cmd = VMM_CMD_CTL;
+		if (argc < 4)
+			return fail(err, errlen, "usage: vmm ctl SOCKET COMMAND [ARGS]");
+		opts->control_path = argv[2];
+		opts->ctl_argc = argc - 3;
+		opts->ctl_argv = argv + 3;
+		return 0;
+	}
 	return fail(err, errlen, "unknown command '%s' (try vmm --help)", argv[1]);
 }

@@ -2,6 +2,7 @@
 /* vCPU creation, the KVM_RUN loop and exit dispatch. */
 #include "vcpu.h"
 #include "cpuid.h"
+#include "kvm_state.h"
 #include "log.h"
 #include "vm.h"
 
@@ -141,7 +142,7 @@ int vcpu_init(struct vcpu *vcpu, struct vm *vm, unsigned index)
 		return ret;
 	}
 	/* Application processors wait in the kernel for INIT/SIPI from the BSP. */
-	if (index == 0) {
+	if (index == 0 && vm->opts->kernel) {
 		ret = setup_boot_regs(vcpu);
 		if (ret)
 			pr_err("vCPU 0: boot registers: %s", strerror(-ret));
@@ -264,12 +265,31 @@ static bool check_pause_and_stop(struct vcpu *vcpu)
 
 	pthread_mutex_lock(&vm->lock);
 	if (vm->pause_requested && !vm->stopping) {
+		/*
+		 * KVM finishes an I/O exit (IN's register write, the RIP step) only
+		 * on the next KVM_RUN: do that now, so the state a pause exposes
+		 * is between instructions.
+		 */
+		if (vcpu->io_pending) {
+			pthread_mutex_unlock(&vm->lock);
+			/* A split MMIO access may exit once more (-EAGAIN): serve it too. */
+			for (int tries = 0; tries < 4; tries++) {
+				if (kvm_vcpu_complete_io(vcpu->fd, vcpu->run) != -EAGAIN)
+					break; /* done, or failed (printed) */
+				handle_exit(vcpu);
+			}
+			vcpu->io_pending = false;
+			pthread_mutex_lock(&vm->lock);
+			if (!vm->pause_requested || vm->stopping)
+				goto out;
+		}
 		vm->nr_parked++;
 		pthread_cond_broadcast(&vm->cond);
 		while (vm->pause_requested && !vm->stopping)
 			pthread_cond_wait(&vm->cond, &vm->lock);
 		vm->nr_parked--;
 	}
+out:
 	keep_running = !vm->stopping;
 	pthread_mutex_unlock(&vm->lock);
 	return keep_running;
@@ -297,6 +317,8 @@ static void *vcpu_thread(void *arg)
 			vm_request_stop(vcpu->vm, VM_STOP_ERROR, 1);
 			break;
 		}
+		vcpu->io_pending = vcpu->run->exit_reason == KVM_EXIT_IO ||
+				   vcpu->run->exit_reason == KVM_EXIT_MMIO;
 		if (!handle_exit(vcpu))
 			break;
 	}

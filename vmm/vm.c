@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* The VM: KVM set-up, devices, vCPUs, the event loop and stopping. */
 #include "vm.h"
+#include "control.h"
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
@@ -370,8 +371,8 @@ int vm_create(struct vm *vm, const struct vm_options *opts)
 		       (unsigned long long)(opts->mem_size >> 20), strerror(-ret));
 		goto fail;
 	}
-	/* Bad kernel, initrd or command line is the user's input: status 2. */
-	ret = boot_load(&vm->mem, &boot, &vm->entry);
+	/* Bad kernel, initrd or command line is the user's input: status 2.  A restore has none. */
+	ret = opts->kernel ? boot_load(&vm->mem, &boot, &vm->entry) : 0;
 	if (ret) {
 		vm->input_error = true;
 		goto fail;
@@ -391,6 +392,13 @@ int vm_create(struct vm *vm, const struct vm_options *opts)
 	ret = create_devices(vm);
 	if (ret)
 		goto fail;
+	if (opts->control_path) {
+		ret = control_open(&vm->control, vm, opts->control_path);
+		if (ret) {
+			vm->input_error = true;
+			goto fail;
+		}
+	}
 	ret = vcpu_setup_signals();
 	if (ret)
 		goto fail;
@@ -449,6 +457,7 @@ void vm_destroy(struct vm *vm)
 		vm->vcpus = NULL;
 	}
 	console_restore(&vm->console);
+	control_close(&vm->control);
 	vm_virtio_destroy(vm);
 	if (vm->has_pci)
 		pci_host_destroy(&vm->pci);

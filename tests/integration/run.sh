@@ -262,4 +262,139 @@ bad "bad --console" "console" run --kernel $IMG/hello.elf --console serial
 bad "hvc file in a missing directory" "no such file" run --kernel $IMG/hello.elf --console "hvc,path=$WORK/nodir/hvc.out"
 bad "hvc socket path is a regular file" "not a socket" run --kernel $IMG/hello.elf --console "hvc,socket=$WORK/not-a-socket"
 
+
+# --- snapshot and restore ----------------------------------------------------------
+# wait_socket PATH: until a control socket accepts (the VM is up)
+wait_socket() {
+	for _ in $(seq 200); do "$VMM" ctl "$1" status >/dev/null 2>&1 && return 0; sleep 0.05; done
+	return 1
+}
+# counter_seq FILE...: the counter numbers across the files, one per line
+counter_seq() { cat "$@" | grep -aoE 'counter: [0-9]+' | awk '{print $2}'; }
+seq_contiguous() { # FILE: numbers 0..N-1 in order, no gap, no repeat; N >= $2
+	local n
+	n=$(wc -l <"$1")
+	[ "$n" -ge "$2" ] && diff "$1" <(seq 0 $((n - 1))) >/dev/null
+}
+
+snap_case() { # NAME CPUS: counter snapshotted with --stop mid-run, restored, sequence checked
+	local name=$1 cpus=$2 sock=$WORK/$1.sock
+	"$VMM" run --kernel $IMG/counter.elf --cpus "$cpus" --cmdline "interval_ms=5 count=400" \
+		--control "$sock" </dev/null >"$WORK/$name.1.out" 2>"$WORK/$name.1.err" &
+	local pid=$!
+	wait_socket "$sock"
+	sleep 0.5
+	"$VMM" ctl "$sock" snapshot "$WORK/$name.snap" --stop >"$WORK/$name.ctl" 2>&1
+	local ctl_rc=$?
+	wait $pid
+	local rc1=$?
+	run_vmm "$name.2" 60 restore "$WORK/$name.snap"
+	cp "$WORK/$name.2.out" "$WORK/$name.2.txt"
+	counter_seq "$WORK/$name.1.out" "$WORK/$name.2.txt" >"$WORK/$name.seq"
+	local before
+	before=$(counter_seq "$WORK/$name.1.out" | wc -l)
+	if [ $ctl_rc -eq 0 ] && [ $rc1 -eq 0 ] && [ $rc -eq 0 ] && [ "$before" -ge 20 ] &&
+		[ "$before" -lt 400 ] && seq_contiguous "$WORK/$name.seq" 400 &&
+		[ "$(wc -l <"$WORK/$name.seq")" -eq 400 ]; then
+		pass "snapshot --stop at line $before, restore: counter continues to 399 with no gap or repeat ($cpus vCPU)"
+	else
+		fail "snapshot/restore ($cpus vCPU)" "ctl rc=$ctl_rc ($(cat "$WORK/$name.ctl")), run rc=$rc1, restore rc=$rc, lines before=$before, total=$(wc -l <"$WORK/$name.seq"); restore stderr: $err"
+	fi
+}
+snap_case snap1 1
+snap_case snap2 2
+
+# The snapshot of a running VM that is not stopped: both the original and the restored copy go on.
+"$VMM" run --kernel $IMG/dirty.elf --mem 64M --cmdline "rate=10 pages=4096 report_ms=300 duration_ms=2500" \
+	--control "$WORK/dirty.sock" </dev/null >"$WORK/dirty.1.out" 2>&1 &
+pid=$!
+wait_socket "$WORK/dirty.sock"
+sleep 1
+"$VMM" ctl "$WORK/dirty.sock" snapshot "$WORK/dirty.snap" >"$WORK/dirty.ctl" 2>&1
+ctl_rc=$?
+wait $pid
+rc1=$?
+run_vmm dirty-restore 60 restore "$WORK/dirty.snap"
+expect "dirty guest (10 pages/ms) snapshotted live: original and restored copy both verify their memory" \
+	'[ $ctl_rc -eq 0 ] && [ $rc1 -eq 0 ] && grep -q "verify=ok" "$WORK/dirty.1.out" && [ $rc -eq 0 ] && grep -q "verify=ok" <<<"$out" && ! grep -q FAIL <<<"$out$(cat "$WORK/dirty.1.out")"'
+expect "snapshot reports its size and a short pause" \
+	'grep -qE "^snapshot: .* bytes=[0-9]+ pages=[0-9]+ .*paused-ms=[0-9.]+$" "$WORK/dirty.ctl"'
+
+# Devices mid-conversation: the echo guest waits on the UART, hvc0 with posted receive buffers.
+"$VMM" run --kernel $IMG/echo.elf --cmdline "lines=2" --control "$WORK/echo.sock" </dev/null >"$WORK/echo-s.1.out" 2>&1 &
+pid=$!
+wait_socket "$WORK/echo.sock"
+"$VMM" ctl "$WORK/echo.sock" snapshot "$WORK/echo.snap" --stop >/dev/null 2>&1
+wait $pid
+rm -f "$WORK/in3"; mkfifo "$WORK/in3"
+timeout 30 "$VMM" restore "$WORK/echo.snap" <"$WORK/in3" >"$WORK/echo-s.2.out" 2>&1 &
+pid=$!
+exec 3>"$WORK/in3"; sleep 0.3; printf 'after restore\nline 2\n' >&3; exec 3>&-
+wait $pid; rc=$?
+out=$(cat "$WORK/echo-s.2.out")
+expect "UART state restored: the echo guest waiting for input gets the lines typed after the restore" \
+	'[ $rc -eq 0 ] && grep -q "^echo: ready" "$WORK/echo-s.1.out" && grep -q "^echo: after restore$" <<<"$out" && grep -q "^echo: line 2$" <<<"$out"'
+"$VMM" run --kernel $IMG/virtio_console.elf --console hvc --rng --disk "$WORK/disk0.img" \
+	--cmdline "lines=2 timeout_ms=60000" --control "$WORK/hvc-s.sock" </dev/null >"$WORK/hvc-s.1.out" 2>&1 &
+pid=$!
+wait_socket "$WORK/hvc-s.sock"
+sleep 0.3
+"$VMM" ctl "$WORK/hvc-s.sock" snapshot "$WORK/hvc.snap" --stop >/dev/null 2>&1
+wait $pid
+rm -f "$WORK/in4"; mkfifo "$WORK/in4"
+timeout 30 "$VMM" restore "$WORK/hvc.snap" <"$WORK/in4" >"$WORK/hvc-s.2.out" 2>&1 &
+pid=$!
+exec 3>"$WORK/in4"; sleep 0.3; printf 'typed later\nmore\n' >&3; exec 3>&-
+wait $pid; rc=$?
+out=$(cat "$WORK/hvc-s.2.out")
+expect "virtio-console restored with its posted buffers (disk and rng beside it): input after the restore is echoed" \
+	'[ $rc -eq 0 ] && grep -q "^hvc0: hello 1$" "$WORK/hvc-s.1.out" && grep -q "^hvc0: echo typed later$" <<<"$out" && grep -q "^hvc0: echo more$" <<<"$out"'
+
+# Bad snapshots: a clear line, status 2, and nothing runs (no guest output).
+snap=$WORK/snap1.snap
+size=$(stat -c %s "$snap")
+head -c $((size / 2)) "$snap" >"$WORK/trunc.snap"
+head -c 40 "$snap" >"$WORK/tiny.snap"
+cp "$snap" "$WORK/flip.snap"
+# Flip one byte in the middle (inside the memory section).
+printf '\xff' | dd of="$WORK/flip.snap" bs=1 seek=$((size / 2)) conv=notrunc status=none
+cp "$snap" "$WORK/version.snap"
+printf '\x09' | dd of="$WORK/version.snap" bs=1 seek=8 conv=notrunc status=none
+bad_restore() { # NAME NEEDLE ARGS...
+	local name=$1 needle=$2
+	shift 2
+	run_vmm bad-restore 30 restore "$@"
+	if [ $rc -eq 2 ] && [ -z "$out" ] && grep -qi -- "$needle" <<<"$err"; then
+		pass "bad snapshot: $name (status 2, nothing ran)"
+	else
+		fail "bad snapshot: $name" "rc=$rc (want 2), stdout: $(head -c 200 <<<"$out"), stderr: $err"
+	fi
+}
+bad_restore "missing file" "no such file" "$WORK/nope.snap"
+bad_restore "not a snapshot" "not valid" "$WORK/random.img"
+bad_restore "truncated to half" "ends early" "$WORK/trunc.snap"
+bad_restore "truncated inside the header" "ends early" "$WORK/tiny.snap"
+bad_restore "one byte flipped in memory" "checksum" "$WORK/flip.snap"
+bad_restore "unknown version" "version" "$WORK/version.snap"
+bad_restore "more disks than the snapshot had" "disk" "$snap" --disk "$WORK/disk0.img"
+bad "restore with --kernel" "from the snapshot" restore "$snap" --kernel $IMG/hello.elf
+bad "restore without a file" "snapshot file" restore
+
+# A snapshot that cannot be written fails the command; the VM runs on.
+"$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=10 count=150" --control "$WORK/c3.sock" </dev/null >"$WORK/c3.out" 2>&1 &
+pid=$!
+wait_socket "$WORK/c3.sock"
+"$VMM" ctl "$WORK/c3.sock" snapshot "$WORK/nodir/x.snap" >"$WORK/c3.ctl" 2>&1
+ctl_rc=$?
+"$VMM" ctl "$WORK/c3.sock" bogus >>"$WORK/c3.ctl" 2>&1
+bogus_rc=$?
+wait $pid
+rc1=$?
+counter_seq "$WORK/c3.out" >"$WORK/c3.seq"
+expect "snapshot to a missing directory: ctl fails (1) with the reason, the guest runs to the end" \
+	'[ $ctl_rc -eq 1 ] && grep -q "No such file" "$WORK/c3.ctl" && [ $bogus_rc -eq 1 ] && grep -q "unknown command" "$WORK/c3.ctl" && [ $rc1 -eq 0 ] && seq_contiguous "$WORK/c3.seq" 150'
+"$VMM" ctl "$WORK/no.sock" status >"$WORK/nosock.out" 2>&1
+rc=$?
+expect "vmm ctl to a missing socket: status 2 with a clear line" '[ $rc -eq 2 ] && grep -q "cannot connect" "$WORK/nosock.out"'
+
 summary integration

@@ -172,6 +172,40 @@ static void test_device_errors(void **state)
 		     "-d", "4", "-d", "5", "-d", "6", "-d", "7", "-d", "8", "-d", "9");
 }
 
+static void test_restore_ctl_control(void **state)
+{
+	enum vmm_command cmd;
+	struct vm_options o;
+	char err[256];
+
+	(void)state;
+	assert_int_equal(
+	    parse(&cmd, &o, err, 7, "vmm", "run", "-k", "k", "--control", "/run/vm.sock", "-v"), 0);
+	assert_string_equal(o.control_path, "/run/vm.sock");
+	assert_int_equal(parse(&cmd, &o, err, 7, "vmm", "restore", "vm.snap", "--disk", "d.img",
+			       "--control", "c.sock"),
+			 0);
+	assert_int_equal(cmd, VMM_CMD_RESTORE);
+	assert_string_equal(o.restore_path, "vm.snap");
+	assert_int_equal(o.nr_disks, 1);
+	assert_null(o.kernel);
+	/* The machine comes from the snapshot. */
+	assert_int_equal(parse(&cmd, &o, err, 5, "vmm", "restore", "vm.snap", "--mem", "1G"),
+			 -EINVAL);
+	assert_non_null(strstr(err, "from the snapshot"));
+	assert_int_equal(parse(&cmd, &o, err, 5, "vmm", "restore", "vm.snap", "-k", "k"), -EINVAL);
+	assert_int_equal(parse(&cmd, &o, err, 2, "vmm", "restore"), -EINVAL);
+	assert_int_equal(parse(&cmd, &o, err, 4, "vmm", "restore", "a", "b"), -EINVAL);
+	assert_int_equal(parse(&cmd, &o, err, 6, "vmm", "ctl", "/s", "snapshot", "f", "--stop"), 0);
+	assert_int_equal(cmd, VMM_CMD_CTL);
+	assert_string_equal(o.control_path, "/s");
+	assert_int_equal(o.ctl_argc, 3);
+	assert_string_equal(o.ctl_argv[0], "snapshot");
+	assert_string_equal(o.ctl_argv[2], "--stop");
+	assert_int_equal(parse(&cmd, &o, err, 3, "vmm", "ctl", "/s"), -EINVAL);
+	assert_int_equal(parse(&cmd, &o, err, 5, "vmm", "run", "-k", "k", "--control="), -EINVAL);
+}
+
 static void test_sizes(void **state)
 {
 	uint64_t b;
@@ -199,10 +233,10 @@ static void test_sizes(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_run_full),	  cmocka_unit_test(test_defaults_and_short),
-	    cmocka_unit_test(test_help_version),  cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_sizes),	  cmocka_unit_test(test_devices),
-	    cmocka_unit_test(test_device_errors),
+	    cmocka_unit_test(test_run_full),	 cmocka_unit_test(test_defaults_and_short),
+	    cmocka_unit_test(test_help_version), cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_sizes),	 cmocka_unit_test(test_restore_ctl_control),
+	    cmocka_unit_test(test_devices),	 cmocka_unit_test(test_device_errors),
 	};
 	return cmocka_run_group_tests_name("options", tests, NULL, NULL);
 }

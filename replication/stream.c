@@ -1,0 +1,419 @@
+// SPDX-License-Identifier: MIT
+/* The VM state stream: headers, hashed sections and page runs over a file descriptor. */
+#include "stream.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include "log.h"
+
+#define PAGE GUEST_PAGE_SIZE
+
+struct wire_section {
+	uint32_t type;
+	uint32_t reserved;
+	uint64_t length;
+};
+
+struct wire_run {
+	uint64_t first_page;
+	uint32_t count;
+	uint32_t reserved;
+};
+
+struct page_run {
+	uint64_t first, count;
+};
+
+/* Write all of the iovecs (retrying short writes and EINTR).  0 or -errno. */
+static int write_iov(int fd, struct iovec *iov, int n, struct stream_stats *st)
+{
+	while (n > 0) {
+		ssize_t w = writev(fd, iov, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return -errno;
+		if (st)
+			st->bytes += (uint64_t)w;
+		while (n > 0 && (size_t)w >= iov->iov_len) {
+			w -= (ssize_t)iov->iov_len;
+			iov++;
+			n--;
+		}
+		if (n > 0) {
+			iov->iov_base = (uint8_t *)iov->iov_base + w;
+			iov->iov_len -= (size_t)w;
+		}
+	}
+	return 0;
+}
+
+static int write_all(int fd, const void *buf, size_t len, struct stream_stats *st)
+{
+	struct iovec iov = {(void *)buf, len};
+
+	return write_iov(fd, &iov, 1, st);
+}
+
+/* Read exactly len bytes; EOF first is -EPIPE.  0 or -errno. */
+static int read_all(int fd, void *buf, size_t len, struct stream_stats *st)
+{
+	uint8_t *p = buf;
+
+	while (len) {
+		ssize_t r = read(fd, p, len);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0)
+			return -errno;
+		if (r == 0)
+			return -EPIPE;
+		p += r;
+		len -= (size_t)r;
+		if (st)
+			st->bytes += (uint64_t)r;
+	}
+	return 0;
+}
+
+int stream_write_header(int fd, uint64_t ram_size, uint32_t ncpus, struct stream_stats *st)
+{
+	struct stream_header h = {
+	    .version = htole32(STREAM_VERSION),
+	    .ncpus = htole32(ncpus),
+	    .ram_size = htole64(ram_size),
+	};
+
+	memcpy(h.magic, STREAM_MAGIC, sizeof(h.magic));
+	return write_all(fd, &h, sizeof(h), st);
+}
+
+int stream_write_section(int fd, enum stream_section type, const void *data, size_t len,
+			 struct stream_stats *st)
+{
+	struct wire_section s = {.type = htole32(type), .length = htole64(len)};
+	uint64_t hash = htole64(XXH3_64bits(data, len));
+	struct iovec iov[3] = {{&s, sizeof(s)}, {(void *)data, len}, {&hash, sizeof(hash)}};
+
+	return write_iov(fd, iov, 3, st);
+}
+
+static bool page_is_zero(const uint8_t *p)
+{
+	const uint64_t *w = (const uint64_t *)p;
+
+	for (size_t i = 0; i < PAGE / sizeof(*w); i++)
+		if (w[i])
+			return false;
+	return true;
+}
+
+static bool page_wanted(const uint64_t *pages, uint64_t i)
+{
+	return !pages || (pages[i / 64] >> (i % 64)) & 1;
+}
+
+static int add_page(struct page_run **runs, size_t *n, size_t *cap, uint64_t i)
+{
+	struct page_run *last = *n ? &(*runs)[*n - 1] : NULL;
+
+	if (last && last->first + last->count == i && last->count < STREAM_RUN_MAX_PAGES) {
+		last->count++;
+		return 0;
+	}
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 256;
+		struct page_run *r = realloc(*runs, ncap * sizeof(*r));
+
+		if (!r)
+			return -ENOMEM;
+		*runs = r;
+		*cap = ncap;
+	}
+	(*runs)[(*n)++] = (struct page_run){i, 1};
+	return 0;
+}
+
+/*
+ * The end of the memfd's data extent starting at or after page *i (pages
+ * up to the returned index hold data; *i moves to its start).  Holes were
+ * never written: they read as zero and are skipped without touching them,
+ * which would allocate them.
+ */
+static uint64_t next_extent(const struct guest_mem *mem, uint64_t *i, uint64_t npages)
+{
+	off_t data = lseek(mem->memfd, (off_t)(*i * PAGE), SEEK_DATA);
+	off_t hole;
+
+	if (data < 0) {
+		/* ENXIO: no data after *i.  Any other error: scan everything. */
+		if (errno == ENXIO)
+			*i = npages;
+		return npages;
+	}
+	hole = lseek(mem->memfd, data, SEEK_HOLE);
+	*i = (uint64_t)data / PAGE;
+	if (hole < 0 || (uint64_t)hole / PAGE > npages)
+		return npages;
+	return ((uint64_t)hole + PAGE - 1) / PAGE;
+}
+
+/* The runs to send: wanted (and, unless send_zero, non-zero) pages, at most RUN_MAX long. */
+static int collect_runs(const struct guest_mem *mem, const uint64_t *pages, bool send_zero,
+			struct page_run **out, size_t *nr, struct stream_stats *st)
+{
+	uint64_t npages = mem->ram_size / PAGE, i = 0, extent_end = 0;
+	struct page_run *runs = NULL;
+	size_t n = 0, cap = 0;
+	int ret = 0;
+
+	while (!ret && i < npages) {
+		if (pages && !pages[i / 64] && i % 64 == 0) {
+			i += 64; /* a whole word of clean pages */
+			continue;
+		}
+		if (!page_wanted(pages, i)) {
+			i++;
+			continue;
+		}
+		if (!send_zero && i >= extent_end) {
+			uint64_t from = i;
+
+			extent_end = next_extent(mem, &i, npages);
+			if (st)
+				st->zero_pages += i - from; /* hole pages are zero pages */
+			if (i >= npages)
+				break;
+			if (!page_wanted(pages, i))
+				continue;
+		}
+		if (!send_zero && page_is_zero(mem->host_base + i * PAGE)) {
+			if (st)
+				st->zero_pages++;
+			i++;
+			continue;
+		}
+		ret = add_page(&runs, &n, &cap, i);
+		i++;
+	}
+	if (ret) {
+		free(runs);
+		return ret;
+	}
+	*out = runs;
+	*nr = n;
+	return 0;
+}
+
+int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, bool send_zero,
+			struct stream_stats *st)
+{
+	struct page_run *runs;
+	size_t nr, i;
+	uint64_t len = 0, hash;
+	XXH3_state_t *xs;
+	int ret;
+
+	ret = collect_runs(mem, pages, send_zero, &runs, &nr, st);
+	if (ret)
+		return ret;
+	for (i = 0; i < nr; i++)
+		len += sizeof(struct wire_run) + runs[i].count * PAGE;
+	xs = XXH3_createState();
+	if (!xs) {
+		free(runs);
+		return -ENOMEM;
+	}
+	XXH3_64bits_reset(xs);
+	struct wire_section s = {.type = htole32(STREAM_SEC_MEMORY), .length = htole64(len)};
+	ret = write_all(fd, &s, sizeof(s), st);
+	for (i = 0; !ret && i < nr; i++) {
+		struct wire_run r = {.first_page = htole64(runs[i].first),
+				     .count = htole32((uint32_t)runs[i].count)};
+		uint8_t *data = mem->host_base + runs[i].first * PAGE;
+		struct iovec iov[2] = {{&r, sizeof(r)}, {data, runs[i].count * PAGE}};
+
+		XXH3_64bits_update(xs, &r, sizeof(r));
+		XXH3_64bits_update(xs, data, runs[i].count * PAGE);
+		ret = write_iov(fd, iov, 2, st);
+		if (st)
+			st->pages += runs[i].count;
+	}
+	hash = htole64(XXH3_64bits_digest(xs));
+	if (!ret)
+		ret = write_all(fd, &hash, sizeof(hash), st);
+	XXH3_freeState(xs);
+	free(runs);
+	return ret;
+}
+
+int stream_read_header(int fd, struct stream_header *h, struct stream_stats *st)
+{
+	int ret = read_all(fd, h, sizeof(*h), st);
+
+	if (ret)
+		return ret;
+	h->version = le32toh(h->version);
+	h->ncpus = le32toh(h->ncpus);
+	h->ram_size = le64toh(h->ram_size);
+	if (memcmp(h->magic, STREAM_MAGIC, sizeof(h->magic))) {
+		pr_err("not a vmm state stream (bad magic)");
+		return -EINVAL;
+	}
+	if (h->version != STREAM_VERSION) {
+		pr_err("state stream version %u; this vmm reads version %u", h->version,
+		       STREAM_VERSION);
+		return -EINVAL;
+	}
+	if (h->ncpus == 0 || h->ncpus > 254 || h->ram_size < (2ULL << 20) ||
+	    h->ram_size > (1ULL << 40) || h->ram_size % PAGE) {
+		pr_err("state stream: implausible machine (%u vCPUs, %llu bytes of RAM)", h->ncpus,
+		       (unsigned long long)h->ram_size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_stats *st)
+{
+	struct wire_section s;
+	int ret = read_all(fd, &s, sizeof(s), st);
+
+	if (ret)
+		return ret;
+	*type = le32toh(s.type);
+	*len = le64toh(s.length);
+	switch (*type) {
+	case STREAM_SEC_CONFIG:
+	case STREAM_SEC_STATE:
+		if (*len > STREAM_MAX_TREE)
+			goto too_long;
+		return 0;
+	case STREAM_SEC_MEMORY:
+		if (*len > (1ULL << 41))
+			goto too_long;
+		return 0;
+	case STREAM_SEC_END:
+		if (*len)
+			goto too_long;
+		return 0;
+	default:
+		pr_err("state stream: unknown section type %u", *type);
+		return -EINVAL;
+	}
+too_long:
+	pr_err("state stream: %s section of %llu bytes is too long", stream_section_name(*type),
+	       (unsigned long long)*len);
+	return -EINVAL;
+}
+
+static int read_hash(int fd, uint64_t *hash, struct stream_stats *st)
+{
+	int ret = read_all(fd, hash, sizeof(*hash), st);
+
+	*hash = le64toh(*hash);
+	return ret;
+}
+
+int stream_read_payload(int fd, uint64_t len, void **out, struct stream_stats *st)
+{
+	uint64_t hash;
+	void *buf = malloc(len ? len : 1);
+	int ret;
+
+	if (!buf)
+		return -ENOMEM;
+	ret = read_all(fd, buf, len, st);
+	if (!ret)
+		ret = read_hash(fd, &hash, st);
+	if (!ret && hash != XXH3_64bits(buf, len)) {
+		pr_err("state stream: section checksum mismatch");
+		ret = -EINVAL;
+	}
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	*out = buf;
+	return 0;
+}
+
+int stream_read_memory(int fd, uint64_t len, struct guest_mem *mem, struct stream_stats *st)
+{
+	uint64_t npages = mem->ram_size / PAGE, hash;
+	XXH3_state_t *xs = XXH3_createState();
+	int ret = 0;
+
+	if (!xs)
+		return -ENOMEM;
+	XXH3_64bits_reset(xs);
+	while (!ret && len) {
+		struct wire_run r;
+		uint64_t first, count;
+		uint8_t *dst;
+
+		if (len < sizeof(r)) {
+			pr_err("state stream: memory section ends inside a run header");
+			ret = -EINVAL;
+			break;
+		}
+		ret = read_all(fd, &r, sizeof(r), st);
+		if (ret)
+			break;
+		XXH3_64bits_update(xs, &r, sizeof(r));
+		len -= sizeof(r);
+		first = le64toh(r.first_page);
+		count = le32toh(r.count);
+		if (count == 0 || count > STREAM_RUN_MAX_PAGES || first >= npages ||
+		    count > npages - first || count * PAGE > len || r.reserved) {
+			pr_err("state stream: bad page run (%llu pages at page %llu of %llu)",
+			       (unsigned long long)count, (unsigned long long)first,
+			       (unsigned long long)npages);
+			ret = -EINVAL;
+			break;
+		}
+		dst = mem->host_base + first * PAGE;
+		ret = read_all(fd, dst, count * PAGE, st);
+		if (ret)
+			break;
+		XXH3_64bits_update(xs, dst, count * PAGE);
+		/* The memfd offset of page `first` is its RAM index: mark by region. */
+		for (uint64_t p = first; p < first + count; p++)
+			__atomic_fetch_or(&mem->dirty[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+		len -= count * PAGE;
+		if (st)
+			st->pages += count;
+	}
+	if (!ret)
+		ret = read_hash(fd, &hash, st);
+	if (!ret && hash != XXH3_64bits_digest(xs)) {
+		pr_err("state stream: memory section checksum mismatch");
+		ret = -EINVAL;
+	}
+	XXH3_freeState(xs);
+	return ret;
+}
+
+const char *stream_section_name(uint32_t type)
+{
+	switch (type) {
+	case STREAM_SEC_CONFIG:
+		return "CONFIG";
+	case STREAM_SEC_MEMORY:
+		return "MEMORY";
+	case STREAM_SEC_STATE:
+		return "STATE";
+	case STREAM_SEC_END:
+		return "END";
+	default:
+		return "unknown";
+	}
+}
