@@ -7,6 +7,7 @@
 #ifndef VMM_EVENT_LOOP_H
 #define VMM_EVENT_LOOP_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -20,6 +21,11 @@ struct event_loop {
 	int wake_fd; /* eventfd: event_loop_stop() from any thread */
 	bool stop;   /* read and written with __atomic builtins */
 	struct event_source *sources;
+	pthread_mutex_t park_lock; /* guards the three below */
+	pthread_cond_t park_cond;
+	unsigned park_requests;
+	bool parked;  /* the loop thread is holding still */
+	bool running; /* event_loop_run is in progress */
 };
 
 int event_loop_init(struct event_loop *loop);
@@ -36,5 +42,14 @@ int event_loop_run(struct event_loop *loop);
 
 /* Make event_loop_run() return; callable from any thread or signal-free context. */
 void event_loop_stop(struct event_loop *loop);
+
+/*
+ * Hold the loop still between callbacks, so no device work runs (the VM's
+ * state is captured meanwhile); returns once it is parked: true, or false
+ * if the loop is not running or stops.  Not from the loop thread.  Every
+ * park is ended by one event_loop_unpark().
+ */
+bool event_loop_park(struct event_loop *loop);
+void event_loop_unpark(struct event_loop *loop);
 
 #endif

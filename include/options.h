@@ -67,6 +67,7 @@ struct vm_options {
 	bool rng;		  /* --rng: virtio-rng from getrandom() */
 	const char *control_path; /* --control (run, restore) or the socket of ctl */
 	const char *restore_path; /* restore SNAPSHOT */
+	const char *incoming;	  /* run --incoming HOST:PORT: the VM comes from a migration */
 	int ctl_argc;		  /* ctl: the command and its arguments */
 	char **ctl_argv;
 };

@@ -51,6 +51,8 @@ struct stream_stats {
 	uint64_t pages;	     /* pages carried in MEMORY sections */
 	uint64_t zero_pages; /* pages skipped because they were all zero */
 	uint64_t pause_ns; /* how long the guest was stopped for it (set by the VM-level callers) */
+	uint64_t limit_bps; /* writers: at most this many bytes per second (0: no limit) */
+	uint64_t limit_t0_ns, limit_bytes; /* the limiter's own accounting */
 };
 
 /* Header for a VM of ram_size bytes and ncpus vCPUs.  0 or -errno. */
@@ -60,13 +62,21 @@ int stream_write_header(int fd, uint64_t ram_size, uint32_t ncpus, struct stream
 int stream_write_section(int fd, enum stream_section type, const void *data, size_t len,
 			 struct stream_stats *st);
 
+/* stream_write_memory flags */
+#define STREAM_MEM_SEND_ZERO                                                                       \
+	(1u << 0)		  /* send dirty pages even if all zero (they may overwrite)        \
+				   */
+#define STREAM_MEM_LIVE (1u << 1) /* the guest runs: copy each run before hashing and sending */
+
 /*
  * A MEMORY section with the pages of mem whose bit is set in pages (one
  * bit per page of RAM; NULL: every page), skipping all-zero pages unless
- * send_zero (a dirty page that became zero must still overwrite the
- * other side's copy).  0 or -errno.
+ * STREAM_MEM_SEND_ZERO (a dirty page that became zero must still overwrite
+ * the other side's copy).  With STREAM_MEM_LIVE the bytes hashed are the
+ * bytes sent even while the guest writes the page (a later pass sends it
+ * again).  0 or -errno.
  */
-int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, bool send_zero,
+int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, unsigned flags,
 			struct stream_stats *st);
 
 /* Read and check a header: magic, version, sizes in range.  0, -EINVAL, -EPIPE, -errno. */

@@ -35,8 +35,10 @@ enum vm_stop_reason {
 	VM_STOP_CRASH,	  /* triple fault, internal error: status 1 */
 	VM_STOP_SIGNAL,	  /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x: status 128+N */
 	VM_STOP_ERROR,	  /* the VMM itself failed: status 1 */
+	VM_STOP_MIGRATED, /* the guest runs elsewhere now: status 0 */
 };
 
+struct migration;
 struct vcpu;
 struct virtio_blk;
 struct virtio_console;
@@ -76,7 +78,8 @@ struct vm {
 
 	unsigned ncpus;
 	struct vcpu *vcpus;
-	struct control control; /* --control */
+	struct control control;	     /* --control */
+	struct migration *migration; /* the last migration started from here (migrate.c) */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;

@@ -27,6 +27,15 @@ struct vm;
  */
 int vm_stream_send(struct vm *vm, int fd, struct stream_stats *st);
 
+/* The two ends of vm_stream_send, for a migration that sends memory passes in between. */
+int vm_stream_send_begin(struct vm *vm, int fd, struct stream_stats *st); /* header, CONFIG */
+
+/*
+ * VM paused and loop parked: the pages in dirty (NULL: all non-zero pages),
+ * STATE and END, with the disks quiesced meanwhile.
+ */
+int vm_stream_send_end(struct vm *vm, int fd, const uint64_t *dirty, struct stream_stats *st);
+
 /*
  * Snapshot to path: pause, write path.tmp, resume (unless stop: the
  * caller then stops the VM), fsync, rename.  A failed snapshot leaves

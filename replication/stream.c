@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -30,6 +31,32 @@ struct page_run {
 	uint64_t first, count;
 };
 
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Keep the average rate since the first write at or under st->limit_bps. */
+static void throttle(struct stream_stats *st, uint64_t bytes)
+{
+	uint64_t now = mono_ns(), due;
+
+	if (!st->limit_t0_ns)
+		st->limit_t0_ns = now;
+	st->limit_bytes += bytes;
+	due = st->limit_t0_ns + (uint64_t)((double)st->limit_bytes * 1e9 / (double)st->limit_bps);
+	if (due > now) {
+		struct timespec ts = {.tv_sec = (time_t)((due - now) / 1000000000ULL),
+				      .tv_nsec = (long)((due - now) % 1000000000ULL)};
+
+		while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+			;
+	}
+}
+
 /* Write all of the iovecs (retrying short writes and EINTR).  0 or -errno. */
 static int write_iov(int fd, struct iovec *iov, int n, struct stream_stats *st)
 {
@@ -42,6 +69,8 @@ static int write_iov(int fd, struct iovec *iov, int n, struct stream_stats *st)
 			return -errno;
 		if (st)
 			st->bytes += (uint64_t)w;
+		if (st && st->limit_bps)
+			throttle(st, (uint64_t)w);
 		while (n > 0 && (size_t)w >= iov->iov_len) {
 			w -= (ssize_t)iov->iov_len;
 			iov++;
@@ -213,22 +242,27 @@ static int collect_runs(const struct guest_mem *mem, const uint64_t *pages, bool
 	return 0;
 }
 
-int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, bool send_zero,
+int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, unsigned flags,
 			struct stream_stats *st)
 {
+	bool live = flags & STREAM_MEM_LIVE;
 	struct page_run *runs;
+	uint8_t *bounce = NULL;
 	size_t nr, i;
 	uint64_t len = 0, hash;
 	XXH3_state_t *xs;
 	int ret;
 
-	ret = collect_runs(mem, pages, send_zero, &runs, &nr, st);
+	ret = collect_runs(mem, pages, flags & STREAM_MEM_SEND_ZERO, &runs, &nr, st);
 	if (ret)
 		return ret;
 	for (i = 0; i < nr; i++)
 		len += sizeof(struct wire_run) + runs[i].count * PAGE;
 	xs = XXH3_createState();
-	if (!xs) {
+	if (live)
+		bounce = malloc(STREAM_RUN_MAX_PAGES * PAGE);
+	if (!xs || (live && !bounce)) {
+		XXH3_freeState(xs);
 		free(runs);
 		return -ENOMEM;
 	}
@@ -239,6 +273,9 @@ int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pag
 		struct wire_run r = {.first_page = htole64(runs[i].first),
 				     .count = htole32((uint32_t)runs[i].count)};
 		uint8_t *data = mem->host_base + runs[i].first * PAGE;
+
+		if (live)
+			data = memcpy(bounce, data, runs[i].count * PAGE);
 		struct iovec iov[2] = {{&r, sizeof(r)}, {data, runs[i].count * PAGE}};
 
 		XXH3_64bits_update(xs, &r, sizeof(r));
@@ -251,6 +288,7 @@ int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pag
 	if (!ret)
 		ret = write_all(fd, &hash, sizeof(hash), st);
 	XXH3_freeState(xs);
+	free(bounce);
 	free(runs);
 	return ret;
 }

@@ -15,30 +15,45 @@
 #include "vm.h"
 #include "vm_state.h"
 
-int vm_stream_send(struct vm *vm, int fd, struct stream_stats *st)
+int vm_stream_send_begin(struct vm *vm, int fd, struct stream_stats *st)
 {
-	void *config = NULL, *state = NULL;
-	size_t config_len, state_len;
-	int ret;
+	void *config = NULL;
+	size_t len;
+	int ret = vm_config_save(vm, &config, &len);
 
-	vm_state_quiesce(vm);
-	ret = vm_config_save(vm, &config, &config_len);
-	if (!ret)
-		ret = vm_state_save(vm, &state, &state_len);
 	if (!ret)
 		ret = stream_write_header(fd, vm->mem.ram_size, vm->ncpus, st);
 	if (!ret)
-		ret = stream_write_section(fd, STREAM_SEC_CONFIG, config, config_len, st);
+		ret = stream_write_section(fd, STREAM_SEC_CONFIG, config, len, st);
+	free(config);
+	return ret;
+}
+
+int vm_stream_send_end(struct vm *vm, int fd, const uint64_t *dirty, struct stream_stats *st)
+{
+	void *state = NULL;
+	size_t len;
+	int ret;
+
+	vm_state_quiesce(vm);
+	ret = vm_state_save(vm, &state, &len);
 	if (!ret)
-		ret = stream_write_memory(fd, &vm->mem, NULL, false, st);
+		ret =
+		    stream_write_memory(fd, &vm->mem, dirty, dirty ? STREAM_MEM_SEND_ZERO : 0, st);
 	if (!ret)
-		ret = stream_write_section(fd, STREAM_SEC_STATE, state, state_len, st);
+		ret = stream_write_section(fd, STREAM_SEC_STATE, state, len, st);
 	if (!ret)
 		ret = stream_write_section(fd, STREAM_SEC_END, NULL, 0, st);
 	vm_state_unquiesce(vm);
-	free(config);
 	free(state);
 	return ret;
+}
+
+int vm_stream_send(struct vm *vm, int fd, struct stream_stats *st)
+{
+	int ret = vm_stream_send_begin(vm, fd, st);
+
+	return ret ? ret : vm_stream_send_end(vm, fd, NULL, st);
 }
 
 static uint64_t now_ns(void)

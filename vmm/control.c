@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "migrate.h"
 #include "unix_socket.h"
 #include "virtio_blk.h"
 #include "virtio_net.h"
@@ -65,6 +66,16 @@ static void cmd_status(struct control *c, int fd)
 	reply(fd, "uptime-s: %.3f", (double)(now_ns() - c->start_ns) / 1e9);
 	reply(fd, "vcpus: %u", vm->ncpus);
 	reply(fd, "memory-mib: %llu", (unsigned long long)(vm->mem.ram_size >> 20));
+	struct migrate_progress mp;
+	migrate_get_progress(vm, &mp);
+	if (mp.active)
+		reply(
+		    fd,
+		    "migration: pass %u, %llu pages dirty, %.1f MiB/s, expected downtime %llu ms, "
+		    "%llu MiB sent",
+		    mp.pass, (unsigned long long)mp.remaining_pages, (double)mp.rate / (1 << 20),
+		    (unsigned long long)mp.expected_downtime_ms,
+		    (unsigned long long)(mp.bytes >> 20));
 	for (unsigned i = 0; i < vm->nr_blks; i++) {
 		struct virtio_blk_stats s;
 
@@ -83,6 +94,29 @@ static void cmd_status(struct control *c, int fd)
 		      (unsigned long long)s.tx_packets, (unsigned long long)s.rx_dropped);
 	}
 	reply(fd, "ok");
+}
+
+/* Hands fd to the migration thread on success (returns true: not the caller's to close). */
+static bool cmd_migrate(struct control *c, int fd, int argc, char **argv)
+{
+	struct migrate_params p;
+	char err[512];
+	int ret;
+
+	if (migrate_parse(argc - 1, argv + 1, &p, err, sizeof(err))) {
+		reply(fd, "error: %s", err);
+		return false;
+	}
+	/* Progress lines may come seconds apart: no send timeout on this one. */
+	struct timeval none = {0};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
+	ret = migrate_start(c->vm, &p, fd);
+	if (ret) {
+		reply(fd, "error: %s",
+		      ret == -EBUSY ? "a migration is already running" : strerror(-ret));
+		return false;
+	}
+	return true;
 }
 
 static void cmd_snapshot(struct control *c, int fd, int argc, char **argv)
@@ -181,12 +215,14 @@ static void on_connection(void *opaque, uint32_t events)
 		cmd_status(c, fd);
 	} else if (!strcmp(argv[0], "snapshot")) {
 		cmd_snapshot(c, fd, argc, argv);
+	} else if (!strcmp(argv[0], "migrate")) {
+		if (cmd_migrate(c, fd, argc, argv))
+			return; /* the migration thread answers and closes */
 	} else if (!strcmp(argv[0], "quit") && argc == 1) {
 		reply(fd, "ok");
 		vm_request_stop(c->vm, VM_STOP_SIGNAL, 0);
 	} else {
-		reply(fd, "error: unknown command '%s' (status, snapshot FILE [--stop], quit)",
-		      argv[0]);
+		reply(fd, "error: unknown command '%s' (status, snapshot, migrate, quit)", argv[0]);
 	}
 	close(fd);
 }

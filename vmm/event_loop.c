@@ -3,6 +3,7 @@
 #include "event_loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,10 @@ int event_loop_init(struct event_loop *loop)
 
 	loop->sources = NULL;
 	loop->stop = false;
+	loop->park_requests = 0;
+	loop->parked = loop->running = false;
+	pthread_mutex_init(&loop->park_lock, NULL);
+	pthread_cond_init(&loop->park_cond, NULL);
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (loop->epfd < 0)
 		return -errno;
@@ -116,17 +121,42 @@ int event_loop_remove(struct event_loop *loop, int fd)
 	return -ENOENT;
 }
 
+/* Between batches: hold still while another thread has the loop parked. */
+static void check_park(struct event_loop *loop)
+{
+	pthread_mutex_lock(&loop->park_lock);
+	if (loop->park_requests && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
+		loop->parked = true;
+		pthread_cond_broadcast(&loop->park_cond);
+		while (loop->park_requests && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE))
+			pthread_cond_wait(&loop->park_cond, &loop->park_lock);
+		loop->parked = false;
+	}
+	pthread_mutex_unlock(&loop->park_lock);
+}
+
+static void set_running(struct event_loop *loop, bool running)
+{
+	pthread_mutex_lock(&loop->park_lock);
+	loop->running = running;
+	pthread_cond_broadcast(&loop->park_cond);
+	pthread_mutex_unlock(&loop->park_lock);
+}
+
 int event_loop_run(struct event_loop *loop)
 {
 	struct epoll_event events[16];
-	int n, i;
+	int n, i, ret = 0;
 
+	set_running(loop, true);
 	while (!__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
+		check_park(loop);
 		n = epoll_wait(loop->epfd, events, 16, -1);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return -errno;
+			ret = -errno;
+			break;
 		}
 		for (i = 0; i < n && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE); i++) {
 			struct event_source *s = events[i].data.ptr;
@@ -136,15 +166,48 @@ int event_loop_run(struct event_loop *loop)
 		}
 		reap(loop);
 	}
-	return 0;
+	set_running(loop, false);
+	return ret;
+}
+
+static void wake(struct event_loop *loop)
+{
+	uint64_t one = 1;
+
+	if (write(loop->wake_fd, &one, sizeof(one)) < 0) {
+		/* The counter is saturated: the loop is awake anyway. */
+	}
+}
+
+bool event_loop_park(struct event_loop *loop)
+{
+	bool parked;
+
+	pthread_mutex_lock(&loop->park_lock);
+	loop->park_requests++;
+	wake(loop);
+	while (!loop->parked && loop->running && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE))
+		pthread_cond_wait(&loop->park_cond, &loop->park_lock);
+	parked = loop->parked;
+	pthread_mutex_unlock(&loop->park_lock);
+	return parked;
+}
+
+void event_loop_unpark(struct event_loop *loop)
+{
+	pthread_mutex_lock(&loop->park_lock);
+	if (loop->park_requests)
+		loop->park_requests--;
+	pthread_cond_broadcast(&loop->park_cond);
+	pthread_mutex_unlock(&loop->park_lock);
 }
 
 void event_loop_stop(struct event_loop *loop)
 {
-	uint64_t one = 1;
-
 	__atomic_store_n(&loop->stop, true, __ATOMIC_RELEASE);
-	if (write(loop->wake_fd, &one, sizeof(one)) < 0) {
-		/* The counter is saturated: the loop is awake anyway. */
-	}
+	wake(loop);
+	/* A parked loop must see the stop too. */
+	pthread_mutex_lock(&loop->park_lock);
+	pthread_cond_broadcast(&loop->park_cond);
+	pthread_mutex_unlock(&loop->park_lock);
 }

@@ -2,6 +2,7 @@
 /* vmm: parse the command line, run the VM, turn how it ended into an exit status. */
 #include "control.h"
 #include "log.h"
+#include "migrate.h"
 #include "options.h"
 #include "vm.h"
 #include "vm_stream.h"
@@ -22,6 +23,9 @@ static int report_stop(enum vm_stop_reason reason, int status)
 		break;
 	case VM_STOP_RESET:
 		pr_info("guest reset");
+		break;
+	case VM_STOP_MIGRATED:
+		pr_info("the guest runs on the migration's destination now");
 		break;
 	default:
 		break;
@@ -49,9 +53,9 @@ static int run_vm(const struct vm_options *opts)
 }
 
 /*
- * Continue a snapshot: its header and configuration say what VM to build;
- * memory and state are loaded before any vCPU runs.  A bad file is input
- * (status 2) and nothing runs.
+ * Continue a snapshot (or an incoming migration): its header and
+ * configuration say what VM to build; memory and state are loaded before
+ * any vCPU runs.  A bad file is input (status 2) and nothing runs.
  */
 static int restore_vm(struct vm_options *opts)
 {
@@ -60,6 +64,12 @@ static int restore_vm(struct vm_options *opts)
 	char err[512];
 	int fd, ret, status;
 
+	if (opts->incoming) {
+		status = migrate_receive(opts, &vm);
+		if (status)
+			return status;
+		goto run;
+	}
 	fd = open(opts->restore_path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		pr_err("%s: %s", opts->restore_path, strerror(errno));
@@ -83,6 +93,7 @@ static int restore_vm(struct vm_options *opts)
 		return ret == -EINVAL || ret == -EPIPE ? 2 : 1;
 	}
 	pr_info("restored %s", opts->restore_path);
+run:
 	reason = vm_run(&vm);
 	status = vm.exit_status;
 	vm_destroy(&vm);
@@ -117,5 +128,7 @@ int main(int argc, char **argv)
 		break;
 	}
 	log_verbosity = opts.verbosity;
+	if (opts.incoming)
+		return restore_vm(&opts);
 	return run_vm(&opts);
 }

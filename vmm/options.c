@@ -15,7 +15,10 @@
 const char options_usage[] =
     "usage: vmm run --kernel FILE [options]\n"
     "       vmm restore SNAPSHOT [--disk ...] [--net ...] [--console ...] [--control PATH]\n"
+    "       vmm run --incoming HOST:PORT [--disk ...] [--net ...] [--control PATH]\n"
     "       vmm ctl SOCKET status | snapshot FILE [--stop] | quit\n"
+    "       vmm ctl SOCKET migrate HOST:PORT [--downtime-ms N] [--bandwidth MIB_S]\n"
+    "                                       [--max-passes N] [--force]\n"
     "       vmm --version | --help\n"
     "\n"
     "Run a virtual machine on KVM with its serial console on stdio.\n"
@@ -33,7 +36,9 @@ const char options_usage[] =
     "                       virtio-console hvc0 on stdio (input goes to it), a file or a unix "
     "socket\n"
     "      --rng            virtio-rng fed by getrandom()\n"
-    "      --control PATH   control socket for vmm ctl (status, snapshot, quit)\n"
+    "      --control PATH   control socket for vmm ctl (status, snapshot, migrate, quit)\n"
+    "      --incoming HOST:PORT\n"
+    "                       wait for a live migration instead of booting (no --kernel)\n"
     "      --reboot=exit|restart\n"
     "                       what a guest reboot does (default exit, status 0)\n"
     "  -v, --verbose        more log output (repeat for debug)\n"
@@ -113,7 +118,7 @@ static int parse_cpus(const char *s, unsigned *ncpus)
 	return 0;
 }
 
-enum { OPT_REBOOT = 0x100, OPT_VERSION, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_CONTROL };
+enum { OPT_REBOOT = 0x100, OPT_VERSION, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_CONTROL, OPT_INCOMING };
 
 /*
  * Split "a,b=c,d" in place-free fashion: returns the next comma-separated
@@ -261,6 +266,7 @@ static const struct option run_options[] = {
     {"console", required_argument, NULL, OPT_CONSOLE},
     {"rng", no_argument, NULL, OPT_RNG},
     {"control", required_argument, NULL, OPT_CONTROL},
+    {"incoming", required_argument, NULL, OPT_INCOMING},
     {NULL, 0, NULL, 0},
 };
 
@@ -323,6 +329,9 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 		case OPT_RNG:
 			opts->rng = true;
 			break;
+		case OPT_INCOMING:
+			opts->incoming = optarg;
+			break;
 		case OPT_CONTROL:
 			if (!optarg[0])
 				return fail(err, errlen, "--control needs a socket path");
@@ -344,13 +353,19 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 				    argv[optind - 1]);
 		}
 	}
-	if (*cmd == VMM_CMD_RESTORE) {
+	if (*cmd == VMM_CMD_RESTORE || opts->incoming) {
 		/* The machine is the snapshot's: only its devices' backends may be given. */
 		if (opts->kernel || opts->initrd || opts->cmdline ||
 		    opts->mem_size != OPTIONS_DEFAULT_MEM || opts->ncpus != 1)
-			return fail(err, errlen,
-				    "restore: --kernel, --initrd, --cmdline, --mem and --cpus come "
-				    "from the snapshot");
+			return fail(
+			    err, errlen,
+			    "%s: --kernel, --initrd, --cmdline, --mem and --cpus come from the %s",
+			    opts->incoming ? "--incoming" : "restore",
+			    opts->incoming ? "migration" : "snapshot");
+	}
+	if (*cmd == VMM_CMD_RESTORE && opts->incoming)
+		return fail(err, errlen, "restore does not take --incoming");
+	if (*cmd == VMM_CMD_RESTORE) {
 		if (optind + 1 != argc)
 			return fail(err, errlen, "restore: give exactly one snapshot file");
 		opts->restore_path = argv[optind];
@@ -359,7 +374,7 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 	if (optind < argc)
 		return fail(err, errlen, "unexpected argument '%s' (see vmm run --help)",
 			    argv[optind]);
-	if (!opts->kernel)
+	if (!opts->kernel && !opts->incoming)
 		return fail(err, errlen, "run: --kernel is required (see vmm run --help)");
 	return 0;
 }

@@ -2,6 +2,7 @@
 /* The VM: KVM set-up, devices, vCPUs, the event loop and stopping. */
 #include "vm.h"
 #include "control.h"
+#include "migrate.h"
 #include "layout.h"
 #include "log.h"
 #include "vcpu.h"
@@ -457,6 +458,7 @@ void vm_destroy(struct vm *vm)
 		vm->vcpus = NULL;
 	}
 	console_restore(&vm->console);
+	migrate_join(vm);
 	control_close(&vm->control);
 	vm_virtio_destroy(vm);
 	if (vm->has_pci)

@@ -397,4 +397,75 @@ expect "snapshot to a missing directory: ctl fails (1) with the reason, the gues
 rc=$?
 expect "vmm ctl to a missing socket: status 2 with a clear line" '[ $rc -eq 2 ] && grep -q "cannot connect" "$WORK/nosock.out"'
 
+# --- live migration over loopback ----------------------------------------------------
+port=$((17000 + $$ % 1000))
+# migrate_case NAME GUEST_ARGS... -- CTL_ARGS...: destination, source, migrate; sets rc_ctl, rc_src, rc_dst
+migrate_case() {
+	local name=$1
+	shift
+	local guest=() ctl=()
+	while [ $# -gt 0 ] && [ "$1" != -- ]; do guest+=("$1"); shift; done
+	shift
+	ctl=("$@")
+	port=$((port + 1))
+	"$VMM" run --incoming 127.0.0.1:$port </dev/null >"$WORK/$name.dst" 2>&1 &
+	local dpid=$!
+	"$VMM" run "${guest[@]}" --control "$WORK/$name.sock" </dev/null >"$WORK/$name.src" 2>&1 &
+	local spid=$!
+	wait_socket "$WORK/$name.sock"
+	sleep 0.5
+	"$VMM" ctl "$WORK/$name.sock" migrate 127.0.0.1:$port "${ctl[@]}" >"$WORK/$name.ctl" 2>&1
+	rc_ctl=$?
+	wait $spid; rc_src=$?
+	wait $dpid; rc_dst=$?
+}
+migrate_case mig-counter --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=500" --
+counter_seq "$WORK/mig-counter.src" "$WORK/mig-counter.dst" >"$WORK/mig-counter.seq"
+expect "counter migrates over loopback: the sequence goes on at the destination with no gap or repeat" \
+	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "^migrated to" "$WORK/mig-counter.ctl" && seq_contiguous "$WORK/mig-counter.seq" 500 && [ "$(wc -l <"$WORK/mig-counter.seq")" -eq 500 ] && [ "$(counter_seq "$WORK/mig-counter.dst" | wc -l)" -gt 100 ]'
+migrate_case mig-smp --kernel $IMG/counter.elf --cpus 2 --cmdline "interval_ms=5 count=400" --
+counter_seq "$WORK/mig-smp.src" "$WORK/mig-smp.dst" >"$WORK/mig-smp.seq"
+expect "a two-vCPU guest migrates" \
+	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && seq_contiguous "$WORK/mig-smp.seq" 400'
+migrate_case mig-dirty --kernel $IMG/dirty.elf --mem 256M --cmdline "rate=10 pages=16384 report_ms=500 duration_ms=3000" -- --downtime-ms 20
+downtime=$(grep -o 'downtime [0-9.]* ms' "$WORK/mig-dirty.ctl" | tail -1)
+expect "dirty guest at 10 pages/ms converges ($downtime) and verifies its memory on the destination" \
+	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "verify=ok" "$WORK/mig-dirty.dst" && ! grep -q FAIL "$WORK/mig-dirty.dst" && grep -q "^pass 1:" "$WORK/mig-dirty.ctl"'
+
+# A guest dirtying as fast as it can over a 20 MiB/s link cannot go in 1 ms: abort, run on.
+migrate_case mig-noconv --kernel $IMG/dirty.elf --mem 64M --cmdline "rate=0 pages=8192 report_ms=500 duration_ms=4000" -- --downtime-ms 1 --max-passes 2 --bandwidth 20
+expect "no convergence: migrate fails with the reason, the source finishes its work and verifies" \
+	'[ $rc_ctl -eq 1 ] && grep -q "no convergence" "$WORK/mig-noconv.ctl" && [ $rc_src -eq 0 ] && grep -q "verify=ok" "$WORK/mig-noconv.src" && ! grep -q FAIL "$WORK/mig-noconv.src"'
+migrate_case mig-force --kernel $IMG/dirty.elf --mem 64M --cmdline "rate=0 pages=8192 report_ms=500 duration_ms=3000" -- --downtime-ms 1 --max-passes 2 --bandwidth 200 --force
+expect "--force: the migration stops the guest after the last pass and completes anyway" \
+	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "verify=ok" "$WORK/mig-force.dst" && ! grep -q FAIL "$WORK/mig-force.dst"'
+
+# The destination dies mid-stream (slow link): the source carries on.
+port=$((port + 1))
+"$VMM" run --incoming 127.0.0.1:$port </dev/null >"$WORK/mig-kill.dst" 2>&1 &
+dpid=$!
+"$VMM" run --kernel $IMG/dirty.elf --mem 128M --cmdline "rate=10 pages=16384 report_ms=300 duration_ms=3000" \
+	--control "$WORK/mig-kill.sock" </dev/null >"$WORK/mig-kill.src" 2>&1 &
+spid=$!
+wait_socket "$WORK/mig-kill.sock"
+"$VMM" ctl "$WORK/mig-kill.sock" migrate 127.0.0.1:$port --bandwidth 8 >"$WORK/mig-kill.ctl" 2>&1 &
+cpid=$!
+sleep 1
+kill -9 $dpid
+wait $cpid; rc_ctl=$?
+wait $spid; rc_src=$?
+expect "destination killed mid-migration: migrate fails, the source guest runs to its end and verifies" \
+	'[ $rc_ctl -eq 1 ] && grep -q "keeps running here" "$WORK/mig-kill.ctl" && [ $rc_src -eq 0 ] && grep -q "verify=ok" "$WORK/mig-kill.src" && ! grep -q FAIL "$WORK/mig-kill.src"'
+
+# A destination fed garbage runs nothing and says why.
+port=$((port + 1))
+"$VMM" run --incoming 127.0.0.1:$port </dev/null >"$WORK/mig-junk.out" 2>"$WORK/mig-junk.err" &
+dpid=$!
+for _ in $(seq 50); do python3 -c "import socket,sys; s=socket.create_connection(('127.0.0.1',$port)); s.sendall(open('/dev/urandom','rb').read(5000)); s.close()" 2>/dev/null && break; sleep 0.1; done
+wait $dpid; rc=$?
+expect "incoming stream of garbage: the destination fails with a clear line and runs nothing" \
+	'[ $rc -ne 0 ] && [ ! -s "$WORK/mig-junk.out" ] && grep -q "not valid\|bad magic" "$WORK/mig-junk.err"'
+bad "--incoming with --kernel" "from the migration" run --incoming 127.0.0.1:1 --kernel $IMG/hello.elf
+bad "--incoming with a bad address" "HOST:PORT" run --incoming nowhere
+
 summary integration

@@ -177,7 +177,7 @@ static void test_memory_round_trip(void **state)
 	for (uint64_t p = 100; p < 100 + 300; p++) /* longer than one run */
 		fill_page(&src, p, (uint8_t)(p | 1));
 	fill_page(&src, npages - 1, 0x99);
-	assert_int_equal(stream_write_memory(fd, &src, NULL, false, &wst), 0);
+	assert_int_equal(stream_write_memory(fd, &src, NULL, STREAM_MEM_LIVE, &wst), 0);
 	assert_int_equal(wst.pages, 2 + 300 + 1);
 	assert_int_equal(wst.zero_pages, npages - wst.pages);
 	rewind_fd(fd);
@@ -209,7 +209,7 @@ static void test_memory_dirty_pages_with_zero(void **state)
 	fill_page(&dst, 5, 0xee); /* the receiver's stale copy */
 	fill_page(&src, 7, 0x77);
 	bitmap[0] = (1ULL << 5) | (1ULL << 7); /* page 5 became zero: it must still be sent */
-	assert_int_equal(stream_write_memory(fd, &src, bitmap, true, &st), 0);
+	assert_int_equal(stream_write_memory(fd, &src, bitmap, STREAM_MEM_SEND_ZERO, &st), 0);
 	assert_int_equal(st.pages, 2);
 	rewind_fd(fd);
 	assert_int_equal(stream_read_section(fd, &type, &len, NULL), 0);

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * TCP for migration and replication streams: HOST:PORT parsing, listening,
+ * connecting with a timeout, and send/receive timeouts so a dead or stuck
+ * peer turns into an error instead of a hang.
+ */
+#ifndef VMM_TCP_SOCKET_H
+#define VMM_TCP_SOCKET_H
+
+#include <stddef.h>
+
+/*
+ * Split "host:port", "[v6]:port" or ":port" (any address) into host (empty
+ * for any) and port.  0 or -EINVAL.
+ */
+int tcp_parse_addr(const char *s, char *host, size_t hostlen, char *port, size_t portlen);
+
+/* Listen on addr (SO_REUSEADDR).  The fd, or -errno / -EINVAL (bad address, printed). */
+int tcp_listen(const char *addr);
+
+/* Accept one connection (blocking).  The fd or -errno. */
+int tcp_accept(int listen_fd);
+
+/* Connect to addr within timeout_ms.  The fd, or -errno / -ETIMEDOUT / -EINVAL. */
+int tcp_connect(const char *addr, int timeout_ms);
+
+/* Reads and writes on fd fail with EAGAIN after ms without progress (0: never). */
+int tcp_set_timeouts(int fd, int recv_ms, int send_ms);
+
+#endif
