@@ -167,6 +167,16 @@ static const struct blk_backend_ops file_ops = {
     .close = file_close,
 };
 
+int blk_backend_pwrite(struct blk_backend *be, uint64_t off, const void *data, uint64_t len)
+{
+	/* The write ops take a mutable vector (they advance it), never the bytes. */
+	struct iovec iov = {.iov_base = (void *)(uintptr_t)data, .iov_len = (size_t)len};
+
+	if (!len)
+		return 0;
+	return be->ops->write(be, &iov, 1, off);
+}
+
 int blk_backend_open_file(struct blk_backend **out, const char *path, bool readonly)
 {
 	struct blk_file *f;

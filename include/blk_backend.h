@@ -59,6 +59,20 @@ struct blk_backend {
  */
 int blk_backend_open_file(struct blk_backend **out, const char *path, bool readonly);
 
+/* Is [off, off + len) within the backend?  No overflow for any off and len. */
+static inline bool blk_backend_in_range(const struct blk_backend *be, uint64_t off, uint64_t len)
+{
+	return off <= be->size && len <= be->size - off;
+}
+
+/*
+ * Write all len bytes of data at byte offset off through be's write op (a
+ * flat buffer rather than guest iovecs: the standby's replica applying a
+ * journal entry).  The caller checked the range and that be is writable.
+ * 0 or -errno.
+ */
+int blk_backend_pwrite(struct blk_backend *be, uint64_t off, const void *data, uint64_t len);
+
 static inline void blk_backend_close(struct blk_backend *be)
 {
 	if (be)

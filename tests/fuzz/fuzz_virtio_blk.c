@@ -6,15 +6,24 @@
  * data.  The disk is a 64 KiB memfd, read-write or read-only.  The device
  * must never touch memory outside guest RAM, hang or crash, and never
  * complete more chains than it took.
+ *
+ * With H_HOLD the replication paths run too: a journal that reads every
+ * byte it is given, held completions under input-chosen epochs, a save and
+ * load of the held list, partial and full releases; then one journal-like
+ * entry from the input applied with virtio_blk_replica_apply, which must
+ * never grow the image.
  */
 #include <fcntl.h>
+#include <libfdt.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "state.h"
 #include "virtio_blk.h"
 
 #define MEM	 (1ULL << 20)
@@ -30,7 +39,8 @@
 #define H_INDIRECT 1
 #define H_EVENT	   2
 #define H_RO	   4
-#define H_RAW	   8 /* leave descriptor addresses and lengths as they are */
+#define H_RAW	   8  /* leave descriptor addresses and lengths as they are */
+#define H_HOLD	   16 /* journal + held completions; h[4]: epoch split; h[5..7]: replica entry */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -49,6 +59,63 @@ static struct virtio_blk *make_disk(struct guest_mem *mem, bool ro, int *memfd)
 	    virtio_blk_create_backend(&b, &env, be, "fuzz", ro))
 		abort();
 	return b;
+}
+
+/* Every byte the journal is given is read (ASan checks them); the lengths must add up. */
+static void fuzz_journal(void *opaque, unsigned disk, uint32_t type, uint64_t offset, uint64_t len,
+			 const struct iovec *iov, int iovcnt)
+{
+	volatile uint8_t sum = 0;
+	uint64_t total = 0;
+
+	(void)opaque, (void)disk;
+	if (!len || offset % 512 || len % 512 || offset > DISK || len > DISK - offset)
+		abort();
+	if (type != VIRTIO_BLK_T_OUT) {
+		if (iov || iovcnt)
+			abort();
+		return;
+	}
+	for (int i = 0; i < iovcnt; i++) {
+		for (size_t j = 0; j < iov[i].iov_len; j++)
+			sum += ((const uint8_t *)iov[i].iov_base)[j];
+		total += iov[i].iov_len;
+	}
+	if (total != len)
+		abort();
+}
+
+static const struct virtio_blk_journal_ops fuzz_journal_ops = {.journal = fuzz_journal};
+
+/* Save the held list and load it back: it must survive unchanged in number. */
+static void round_trip(struct virtio_blk *b)
+{
+	static uint8_t fdt[1 << 16];
+	unsigned before = virtio_blk_held_count(b);
+	int node;
+
+	if (state_tree_begin(fdt, sizeof(fdt)) || fdt_begin_node(fdt, "blk") ||
+	    virtio_blk_save(b, fdt) || fdt_end_node(fdt) || state_tree_end(fdt) ||
+	    fdt_check_full(fdt, sizeof(fdt)))
+		abort();
+	node = state_find_node(fdt, 0, "blk");
+	if (node < 0 || virtio_blk_load(b, fdt, node) || virtio_blk_held_count(b) != before)
+		abort();
+}
+
+static void replica_entry(struct virtio_blk *b, int memfd, const uint8_t *h, const uint8_t *data)
+{
+	static const uint32_t types[] = {VIRTIO_BLK_T_OUT, VIRTIO_BLK_T_DISCARD,
+					 VIRTIO_BLK_T_WRITE_ZEROES, VIRTIO_BLK_T_FLUSH};
+	uint64_t off = (uint64_t)(h[5] | (h[6] & 0x3f) << 8) * 8; /* up to 128 KiB, any 8 bytes */
+	uint64_t len = (uint64_t)h[7] * 512 + (h[6] & 0x40 ? 1 : 0);
+	struct stat st;
+
+	if (len > IMAGE)
+		len = IMAGE;
+	virtio_blk_replica_apply(b, types[h[6] >> 6 & 3], off, data, len);
+	if (fstat(memfd, &st) || st.st_size != DISK)
+		abort();
 }
 
 /* Most inputs get addresses in or near RAM and modest lengths, so chains get walked. */
@@ -96,6 +163,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	/* What a transport does on reset; then a fresh disk and a fresh guest. */
 	vdev->ops->reset(vdev);
+	if (virtio_blk_held_count(b))
+		abort(); /* reset drops held completions */
+	virtio_blk_hold_completions(b, h[0] & H_HOLD);
+	virtio_blk_set_journal(b, h[0] & H_HOLD ? &fuzz_journal_ops : NULL, NULL);
+	virtio_blk_set_epoch(b, 1);
 	virtq_reset(vq);
 	vdev->t.status = 0;
 	if (ftruncate(memfds[0], 0) || ftruncate(memfds[0], DISK))
@@ -120,7 +192,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (vdev->ops->activate(vdev))
 		abort();
 	vdev->ops->queue_notify(vdev, 0);
+	if (h[0] & H_HOLD) {
+		/* A second epoch half way (a wrong guess only moves the split). */
+		virtio_blk_drain(b);
+		virtio_blk_set_epoch(b, 2 + h[4]);
+		vdev->ops->queue_notify(vdev, 0);
+	}
 	virtio_blk_drain(b);
+	if (h[0] & H_HOLD) {
+		if (virtio_blk_held_count(b) > VIRTIO_BLK_QUEUE_SIZE)
+			abort();
+		virtio_blk_quiesce(b);
+		round_trip(b);
+		virtio_blk_resume(b);
+		virtio_blk_release_completions(b, 1 + h[4] % 4);
+		virtio_blk_release_completions(b, UINT64_MAX);
+		virtio_blk_drain(b);
+		/* A release may have been the ring's last word (a malformed push): then none. */
+		virtio_blk_release_completions(b, UINT64_MAX);
+		if (virtio_blk_held_count(b))
+			abort();
+		replica_entry(b, memfds[!!(h[0] & H_RO)], h, mem.host_base);
+	}
 
 	/*
 	 * Every completion is for a chain it took (the guest's copy of the used

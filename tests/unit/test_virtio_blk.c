@@ -51,7 +51,8 @@ struct tbe {
 	bool gate_closed;
 	unsigned entered; /* I/O calls that reached the gate */
 	unsigned flushes;
-	int fail; /* -errno for every read/write while set */
+	int fail;    /* -errno for every read/write while set */
+	bool mangle; /* writes scribble over the vector afterwards, as backends may */
 };
 
 static struct tbe *to_tbe(struct blk_backend *be)
@@ -82,9 +83,15 @@ static int t_read(struct blk_backend *be, struct iovec *iov, int n, uint64_t off
 
 static int t_write(struct blk_backend *be, struct iovec *iov, int n, uint64_t off)
 {
-	int fail = gate(to_tbe(be));
+	int fail = gate(to_tbe(be)), ret;
 
-	return fail ? fail : to_tbe(be)->inner->ops->write(to_tbe(be)->inner, iov, n, off);
+	if (fail)
+		return fail;
+	ret = to_tbe(be)->inner->ops->write(to_tbe(be)->inner, iov, n, off);
+	if (to_tbe(be)->mangle)
+		for (int i = 0; i < n; i++)
+			iov[i] = (struct iovec){.iov_base = NULL, .iov_len = 0};
+	return ret;
 }
 
 static int t_flush(struct blk_backend *be)
@@ -314,24 +321,34 @@ static uint8_t status_at(struct fx *f, uint64_t gpa)
 }
 
 /*
- * One request: header, one data buffer (device-writable for IN/GET_ID),
- * status.  Returns the status byte, *len the used length.
+ * Post one request (not notified): header, one data buffer (device-
+ * writable for IN/GET_ID), status (set to 0xee, its GPA in *st).  Returns
+ * the head.
  */
+static uint16_t submit(struct fx *f, uint32_t type, uint64_t sector, uint64_t data,
+		       uint32_t data_len, uint64_t *st)
+{
+	bool in = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
+	struct seg s[3];
+	unsigned n = 1;
+
+	*st = STATUS + f->nreq;
+	s[0] = (struct seg){hdr(f, type, sector), 16, 0};
+	assert_int_equal(guest_mem_write(&f->d.mem, *st, &(uint8_t){0xee}, 1), 0);
+	if (data_len)
+		s[n++] = (struct seg){data, data_len, in ? W : 0};
+	s[n++] = (struct seg){*st, 1, W};
+	return post(f, s, n);
+}
+
+/* One request, served: returns the status byte, *len the used length. */
 static uint8_t request(struct fx *f, uint32_t type, uint64_t sector, uint64_t data,
 		       uint32_t data_len, uint32_t *len)
 {
-	bool in = type == VIRTIO_BLK_T_IN || type == VIRTIO_BLK_T_GET_ID;
-	uint64_t st = STATUS + f->nreq;
-	struct seg s[3] = {{hdr(f, type, sector), 16, 0}};
-	unsigned n = 1;
-	uint16_t head;
+	uint64_t st;
+	uint16_t head = submit(f, type, sector, data, data_len, &st);
 	uint32_t l;
 
-	assert_int_equal(guest_mem_write(&f->d.mem, st, &(uint8_t){0xee}, 1), 0);
-	if (data_len)
-		s[n++] = (struct seg){data, data_len, in ? W : 0};
-	s[n++] = (struct seg){st, 1, W};
-	head = post(f, s, n);
 	kick(f);
 	l = next_used(f, head);
 	if (len)
@@ -1086,6 +1103,728 @@ static void test_create_errors(void **state)
 	unlink(opt.path);
 }
 
+/* ---- replication: journal ---- */
+
+struct jentry {
+	unsigned disk;
+	uint32_t type;
+	uint64_t off, len;
+	uint8_t *data; /* OUT: a copy */
+	int iovcnt;
+};
+
+struct journal_rec {
+	pthread_mutex_t m;
+	unsigned n;
+	struct jentry e[64];
+};
+
+static void rec_journal(void *opaque, unsigned disk, uint32_t type, uint64_t off, uint64_t len,
+			const struct iovec *iov, int iovcnt)
+{
+	struct journal_rec *r = opaque;
+	struct jentry *e;
+	uint64_t done = 0;
+
+	pthread_mutex_lock(&r->m);
+	if (r->n < 64) {
+		e = &r->e[r->n];
+		*e = (struct jentry){
+		    .disk = disk, .type = type, .off = off, .len = len, .iovcnt = iovcnt};
+		if (iov) {
+			e->data = malloc(len);
+			for (int i = 0; i < iovcnt && e->data; i++) {
+				if (done + iov[i].iov_len > len)
+					break; /* caught below: the lengths must add up */
+				memcpy(e->data + done, iov[i].iov_base, iov[i].iov_len);
+				done += iov[i].iov_len;
+			}
+			if (done != len)
+				e->len = ~0ULL;
+		}
+	}
+	r->n++;
+	pthread_mutex_unlock(&r->m);
+}
+
+static const struct virtio_blk_journal_ops rec_ops = {.journal = rec_journal};
+
+static void rec_free(struct journal_rec *r)
+{
+	for (unsigned i = 0; i < r->n && i < 64; i++)
+		free(r->e[i].data);
+	pthread_mutex_destroy(&r->m);
+}
+
+static void test_journal(void **state)
+{
+	struct fx *f = *state;
+	struct journal_rec r = {.n = 0};
+	uint64_t sec[3] = {16, 64, 90};
+	uint32_t nsec[3] = {8, 0, 4}, flags[3] = {0, 0, 0};
+	uint16_t head;
+
+	pthread_mutex_init(&r.m, NULL);
+	bring_up(f, 0);
+	virtio_blk_set_journal(f->blk, &rec_ops, &r);
+	f->t->mangle = true;
+
+	/* An OUT of 4 KiB at sector 8 in two buffers: one entry with the data. */
+	fill_guest(f, DATA, 4096, 5);
+	uint64_t st = STATUS + 1;
+	struct seg w[4] = {{hdr(f, VIRTIO_BLK_T_OUT, 8), 16, 0},
+			   {DATA, 1536, 0},
+			   {DATA + 1536, 2560, 0},
+			   {st, 1, W}};
+	head = post(f, w, 4);
+	kick(f);
+	assert_int_equal(next_used(f, head), 1);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(r.n, 1);
+	assert_int_equal(r.e[0].disk, 0);
+	assert_int_equal(r.e[0].type, VIRTIO_BLK_T_OUT);
+	assert_int_equal(r.e[0].off, 8 * 512);
+	assert_int_equal(r.e[0].len, 4096);
+	assert_int_equal(r.e[0].iovcnt, 2);
+	assert_non_null(r.e[0].data);
+	assert_memory_equal(r.e[0].data, guest_mem_ptr(&f->d.mem, DATA, 4096), 4096);
+
+	/* Reads, flushes, GET_ID, unsupported requests and failures: nothing. */
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 8, DATA + 0x10000, 4096, NULL), 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, NULL), 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_GET_ID, 0, DATA + 0x10000, 20, NULL), 0);
+	assert_int_equal(request(f, 77, 0, DATA, 512, NULL), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, SECTORS, DATA, 512, NULL),
+			 VIRTIO_BLK_S_IOERR);
+	set_fail(f->t, -EIO);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, DATA, 512, NULL), VIRTIO_BLK_S_IOERR);
+	set_fail(f->t, 0);
+	/* A write without data does nothing on the image: nothing either. */
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, 0, 0, NULL), 0);
+	assert_int_equal(r.n, 1);
+
+	/* DISCARD and WRITE_ZEROES: one entry per non-empty segment, no data. */
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_DISCARD, sec, nsec, flags, 3), VIRTIO_BLK_S_OK);
+	flags[2] = VIRTIO_BLK_WRITE_ZEROES_FLAG_UNMAP;
+	sec[0] = 200;
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, sec, nsec, flags, 3), VIRTIO_BLK_S_OK);
+	assert_int_equal(r.n, 5);
+	assert_int_equal(r.e[1].type, VIRTIO_BLK_T_DISCARD);
+	assert_int_equal(r.e[1].off, 16 * 512);
+	assert_int_equal(r.e[1].len, 8 * 512);
+	assert_null(r.e[1].data);
+	assert_int_equal(r.e[1].iovcnt, 0);
+	assert_int_equal(r.e[2].type, VIRTIO_BLK_T_DISCARD);
+	assert_int_equal(r.e[2].off, 90 * 512);
+	assert_int_equal(r.e[2].len, 4 * 512);
+	assert_int_equal(r.e[3].type, VIRTIO_BLK_T_WRITE_ZEROES);
+	assert_int_equal(r.e[3].off, 200 * 512);
+	assert_int_equal(r.e[3].len, 8 * 512);
+	assert_int_equal(r.e[4].type, VIRTIO_BLK_T_WRITE_ZEROES);
+	assert_int_equal(r.e[4].off, 90 * 512);
+	/* A rejected one (past the end): nothing. */
+	sec[0] = SECTORS;
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, sec, nsec, flags, 1),
+			 VIRTIO_BLK_S_IOERR);
+	assert_int_equal(r.n, 5);
+
+	/* Off: nothing more. */
+	virtio_blk_set_journal(f->blk, NULL, NULL);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 0, DATA, 512, NULL), 0);
+	assert_int_equal(r.n, 5);
+	rec_free(&r);
+}
+
+/* The journal replayed on a second image with replica_apply gives the same disk. */
+static void test_journal_replay(void **state)
+{
+	struct fx *f = *state, *g = fx_new(false, DISK);
+	struct journal_rec r = {.n = 0};
+	uint64_t sec[2] = {40, 300};
+	uint32_t nsec[2] = {16, 8}, flags[2] = {0, 0};
+	uint8_t *a = malloc(DISK), *b = malloc(DISK);
+
+	pthread_mutex_init(&r.m, NULL);
+	bring_up(f, 0);
+	virtio_blk_set_journal(f->blk, &rec_ops, &r);
+	for (unsigned i = 0; i < 6; i++) {
+		fill_guest(f, DATA + 0x2000ULL * i, 2048, (uint8_t)(i * 31));
+		assert_int_equal(
+		    request(f, VIRTIO_BLK_T_OUT, 37 * i + 1, DATA + 0x2000ULL * i, 2048, NULL), 0);
+	}
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_DISCARD, sec, nsec, flags, 2), 0);
+	sec[0] = 3;
+	assert_int_equal(dwz(f, VIRTIO_BLK_T_WRITE_ZEROES, sec, nsec, flags, 1), 0);
+	assert_int_equal(r.n, 9);
+	for (unsigned i = 0; i < r.n; i++)
+		assert_int_equal(virtio_blk_replica_apply(g->blk, r.e[i].type, r.e[i].off,
+							  r.e[i].data, r.e[i].len),
+				 0);
+	assert_int_equal(virtio_blk_replica_flush(g->blk), 0);
+	assert_int_equal(pread(f->fd, a, DISK, 0), DISK);
+	assert_int_equal(pread(g->fd, b, DISK, 0), DISK);
+	assert_memory_equal(a, b, DISK);
+	free(a);
+	free(b);
+	rec_free(&r);
+	fx_free(g);
+}
+
+/* ---- replication: held completions ---- */
+
+static void test_hold_write(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st;
+	uint16_t head;
+	unsigned msi;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	virtio_blk_set_epoch(f->blk, 1);
+	fill_guest(f, DATA, 1024, 7);
+	head = submit(f, VIRTIO_BLK_T_OUT, 4, DATA, 1024, &st);
+	msi = f->d.nr_msi;
+	clear_dirty(f);
+	kick(f);
+	/* The write is on the image, its completion is not in the guest. */
+	{
+		uint8_t disk[1024];
+
+		assert_int_equal(pread(f->fd, disk, 1024, 4 * 512), 1024);
+		assert_memory_equal(disk, guest_mem_ptr(&f->d.mem, DATA, 1024), 1024);
+	}
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	assert_int_equal(status_at(f, st), 0xee);
+	assert_int_equal(f->d.nr_msi, msi);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	assert_false(page_dirty(f, STATUS));
+	assert_false(page_dirty(f, USED));
+	/* An earlier epoch releases nothing. */
+	virtio_blk_release_completions(f->blk, 0);
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	/* Its own epoch: status, used element, interrupt, dirty pages. */
+	virtio_blk_release_completions(f->blk, 1);
+	assert_int_equal(vd_used_idx(&f->d, USED), 1);
+	assert_int_equal(next_used(f, head), 1);
+	assert_int_equal(status_at(f, st), VIRTIO_BLK_S_OK);
+	assert_int_equal(f->d.nr_msi, msi + 1);
+	assert_int_equal(f->d.msi[msi].data, 0x61);
+	assert_true(page_dirty(f, STATUS));
+	assert_true(page_dirty(f, USED));
+	assert_int_equal(virtio_blk_held_count(f->blk), 0);
+	/* Nothing twice. */
+	virtio_blk_release_completions(f->blk, UINT64_MAX);
+	assert_int_equal(vd_used_idx(&f->d, USED), 1);
+	assert_int_equal(f->d.nr_msi, msi + 1);
+}
+
+static void test_hold_epochs(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st[6], sec = 500;
+	uint16_t head[6];
+	uint32_t nsec = 8, flags = 0, id, len;
+	unsigned msi;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	virtio_blk_set_epoch(f->blk, 1);
+	fill_guest(f, DATA, 4096, 1);
+	/* Epoch 1: a write, a flush, a failed write (held too: it is a write). */
+	head[0] = submit(f, VIRTIO_BLK_T_OUT, 0, DATA, 512, &st[0]);
+	kick(f);
+	head[1] = submit(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, &st[1]);
+	kick(f);
+	head[2] = submit(f, VIRTIO_BLK_T_OUT, SECTORS, DATA, 512, &st[2]);
+	kick(f);
+	/* Epoch 2: a write, a discard, a write-zeroes. */
+	virtio_blk_set_epoch(f->blk, 2);
+	head[3] = submit(f, VIRTIO_BLK_T_OUT, 1, DATA + 512, 512, &st[3]);
+	kick(f);
+	struct virtio_blk_discard_write_zeroes seg = {
+	    .sector = sec, .num_sectors = nsec, .flags = flags};
+	assert_int_equal(guest_mem_write(&f->d.mem, DATA + 0x8000, &seg, sizeof(seg)), 0);
+	head[4] = submit(f, VIRTIO_BLK_T_DISCARD, 0, DATA + 0x8000, 16, &st[4]);
+	kick(f);
+	assert_int_equal(guest_mem_write(&f->d.mem, DATA + 0x8100, &seg, sizeof(seg)), 0);
+	head[5] = submit(f, VIRTIO_BLK_T_WRITE_ZEROES, 0, DATA + 0x8100, 16, &st[5]);
+	kick(f);
+	assert_int_equal(virtio_blk_held_count(f->blk), 6);
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	assert_int_equal(f->t->flushes, 1); /* the flush was done */
+	assert_true(file_is(f, 500 * 512, 8 * 512, 0));
+
+	msi = f->d.nr_msi;
+	virtio_blk_release_completions(f->blk, 1);
+	assert_int_equal(vd_used_idx(&f->d, USED), 3);
+	assert_int_equal(f->d.nr_msi, msi + 1); /* once for the batch */
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(next_used(f, head[i]), 1);
+	assert_int_equal(status_at(f, st[0]), VIRTIO_BLK_S_OK);
+	assert_int_equal(status_at(f, st[1]), VIRTIO_BLK_S_OK);
+	assert_int_equal(status_at(f, st[2]), VIRTIO_BLK_S_IOERR);
+	for (unsigned i = 3; i < 6; i++)
+		assert_int_equal(status_at(f, st[i]), 0xee);
+	assert_int_equal(virtio_blk_held_count(f->blk), 3);
+
+	virtio_blk_release_completions(f->blk, 2);
+	assert_int_equal(vd_used_idx(&f->d, USED), 6);
+	assert_int_equal(f->d.nr_msi, msi + 2);
+	for (unsigned i = 3; i < 6; i++) {
+		vd_used_elem(&f->d, USED, QS, (uint16_t)i, &id, &len);
+		assert_int_equal(id, head[i]);
+		assert_int_equal(len, 1);
+		assert_int_equal(status_at(f, st[i]), VIRTIO_BLK_S_OK);
+	}
+	assert_int_equal(virtio_blk_held_count(f->blk), 0);
+}
+
+/* Reads, GET_ID and unsupported types complete at once with hold on; writes wait. */
+static void test_hold_reads_complete(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st;
+	uint16_t head;
+	uint32_t len;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	virtio_blk_set_epoch(f->blk, 3);
+	fill_guest(f, DATA, 512, 9);
+	head = submit(f, VIRTIO_BLK_T_OUT, 10, DATA, 512, &st);
+	kick(f);
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	/* A later read completes before the held write, and sees its data (the image). */
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 10, DATA + 0x1000, 512, &len), 0);
+	assert_int_equal(len, 513);
+	assert_memory_equal(guest_mem_ptr(&f->d.mem, DATA + 0x1000, 512),
+			    guest_mem_ptr(&f->d.mem, DATA, 512), 512);
+	assert_int_equal(request(f, VIRTIO_BLK_T_GET_ID, 0, DATA + 0x2000, 20, &len), 0);
+	assert_int_equal(len, 21);
+	assert_int_equal(request(f, 99, 0, 0, 0, &len), VIRTIO_BLK_S_UNSUPP);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	assert_int_equal(status_at(f, st), 0xee);
+	virtio_blk_release_completions(f->blk, 3);
+	assert_int_equal(next_used(f, head), 1);
+	assert_int_equal(status_at(f, st), 0);
+
+	/* Hold off: new writes complete at once; what was held stays held until released. */
+	head = submit(f, VIRTIO_BLK_T_OUT, 11, DATA, 512, &st);
+	kick(f);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	virtio_blk_hold_completions(f->blk, false);
+	assert_int_equal(request(f, VIRTIO_BLK_T_OUT, 12, DATA, 512, NULL), 0);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	virtio_blk_release_completions(f->blk, UINT64_MAX);
+	assert_int_equal(next_used(f, head), 1);
+	assert_int_equal(status_at(f, st), 0);
+}
+
+static void test_hold_quiesce(void **state)
+{
+	struct fx *f = *state;
+	void *fdt = malloc(65536);
+	uint64_t st;
+	uint16_t head;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	head = submit(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, &st);
+	kick(f);
+	/* Held is not in flight: quiesce returns, save works. */
+	virtio_blk_quiesce(f->blk);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	save(f->blk, fdt, 65536);
+	virtio_blk_resume(f->blk);
+	virtio_blk_release_completions(f->blk, 0);
+	assert_int_equal(next_used(f, head), 1);
+	free(fdt);
+}
+
+static void test_hold_save_load(void **state)
+{
+	struct fx *f = *state, *g;
+	void *a = malloc(65536), *b = malloc(65536);
+	uint64_t st[3];
+	uint16_t head[3];
+	size_t la, lb;
+	unsigned msi;
+	int node;
+
+	bring_up(f, 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, DATA, 512, NULL), 0);
+	virtio_blk_hold_completions(f->blk, true);
+	virtio_blk_set_epoch(f->blk, 7);
+	fill_guest(f, DATA, 1024, 3);
+	head[0] = submit(f, VIRTIO_BLK_T_OUT, 20, DATA, 1024, &st[0]);
+	kick(f);
+	head[1] = submit(f, VIRTIO_BLK_T_OUT, SECTORS, DATA, 512, &st[1]); /* IOERR */
+	kick(f);
+	virtio_blk_set_epoch(f->blk, 8);
+	head[2] = submit(f, VIRTIO_BLK_T_FLUSH, 0, 0, 0, &st[2]);
+	kick(f);
+	virtio_blk_quiesce(f->blk);
+	la = save(f->blk, a, 65536);
+	node = state_find_node(a, 0, "blk0");
+	assert_true(node >= 0);
+	{
+		int plen;
+
+		assert_non_null(fdt_getprop(a, node, "blk-held", &plen));
+		assert_int_equal(plen, 3 * VIRTIO_BLK_HELD_BYTES);
+	}
+
+	g = fresh_like(f);
+	assert_int_equal(virtio_blk_load(g->blk, a, node), 0);
+	assert_int_equal(virtio_blk_held_count(g->blk), 3);
+	assert_int_equal(vd_used_idx(&g->d, USED), 1);
+	/* The same tree again. */
+	lb = save(g->blk, b, 65536);
+	assert_int_equal(la, lb);
+	assert_memory_equal(a, b, la);
+	/* Take-over: everything held completes into the new machine's ring, in order. */
+	g->used_seen = 1;
+	msi = g->d.nr_msi;
+	clear_dirty(g);
+	virtio_blk_release_completions(g->blk, UINT64_MAX);
+	assert_int_equal(vd_used_idx(&g->d, USED), 4);
+	for (unsigned i = 0; i < 3; i++)
+		assert_int_equal(next_used(g, head[i]), 1);
+	assert_int_equal(status_at(g, st[0]), VIRTIO_BLK_S_OK);
+	assert_int_equal(status_at(g, st[1]), VIRTIO_BLK_S_IOERR);
+	assert_int_equal(status_at(g, st[2]), VIRTIO_BLK_S_OK);
+	assert_int_equal(g->d.nr_msi, msi + 1);
+	assert_true(page_dirty(g, STATUS));
+	assert_true(page_dirty(g, USED));
+	assert_int_equal(virtio_blk_held_count(g->blk), 0);
+	/* The original is untouched: still held, not in its ring. */
+	assert_int_equal(vd_used_idx(&f->d, USED), 1);
+	assert_int_equal(status_at(f, st[0]), 0xee);
+	assert_int_equal(virtio_blk_held_count(f->blk), 3);
+	/* And the loaded device goes on serving (hold is the host's, off on g). */
+	virtio_blk_resume(g->blk);
+	g->next_desc = f->next_desc;
+	g->nreq = f->nreq;
+	assert_int_equal(request(g, VIRTIO_BLK_T_OUT, 30, DATA, 512, NULL), 0);
+	fx_free(g);
+	free(a);
+	free(b);
+}
+
+/* A copy of tree a with blk0's held list replaced; returns blk0's node in b. */
+static int with_held(const void *a, void *b, int count, const void *held, int len)
+{
+	int node;
+
+	assert_int_equal(fdt_open_into(a, b, 65536), 0);
+	node = state_find_node(b, 0, "blk0");
+	assert_true(node >= 0);
+	if (count < 0) {
+		assert_int_equal(fdt_delprop(b, node, "blk-held-count"), 0);
+		assert_int_equal(fdt_delprop(b, node, "blk-held"), 0);
+	} else {
+		assert_int_equal(fdt_setprop_u32(b, node, "blk-held-count", (uint32_t)count), 0);
+		assert_int_equal(fdt_setprop(b, node, "blk-held", held, len), 0);
+	}
+	return node;
+}
+
+static void put_held(uint8_t *p, uint64_t epoch, uint64_t gpa, uint32_t len, uint16_t head,
+		     uint8_t status)
+{
+	fdt64_t e = cpu_to_fdt64(epoch), g = cpu_to_fdt64(gpa);
+	fdt32_t l = cpu_to_fdt32(len);
+	fdt16_t h = cpu_to_fdt16(head);
+
+	memcpy(p, &e, 8);
+	memcpy(p + 8, &g, 8);
+	memcpy(p + 16, &l, 4);
+	memcpy(p + 20, &h, 2);
+	p[22] = status;
+	p[23] = 0;
+}
+
+static void test_load_bad_held(void **state)
+{
+	struct fx *f = *state, *g;
+	void *a = malloc(65536), *b = malloc(65536);
+	static uint8_t held[(VIRTIO_BLK_QUEUE_SIZE + 1) * VIRTIO_BLK_HELD_BYTES];
+	struct virtq vq_before;
+	uint64_t st;
+	uint16_t ghead;
+	int node;
+
+	bring_up(f, 0);
+	virtio_blk_quiesce(f->blk);
+	save(f->blk, a, 65536);
+
+	/* The target has a held completion of its own, which a bad load must not lose. */
+	g = fresh_like(f);
+	bring_up(g, 0);
+	virtio_blk_hold_completions(g->blk, true);
+	ghead = submit(g, VIRTIO_BLK_T_FLUSH, 0, 0, 0, &st);
+	kick(g);
+	assert_int_equal(virtio_blk_held_count(g->blk), 1);
+	memcpy(&vq_before, &virtio_blk_vdev(g->blk)->t.vqs[0], sizeof(vq_before));
+
+	/* Too many. */
+	for (unsigned i = 0; i <= VIRTIO_BLK_QUEUE_SIZE; i++)
+		put_held(held + i * VIRTIO_BLK_HELD_BYTES, 1, STATUS + i, 1, (uint16_t)(i % 16), 0);
+	node = with_held(a, b, VIRTIO_BLK_QUEUE_SIZE + 1, held, (int)sizeof(held));
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	/* A count the records do not match. */
+	node = with_held(a, b, 2, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	node = with_held(a, b, 1, held, 2 * VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	/* Head out of range. */
+	put_held(held, 1, STATUS, 1, VIRTIO_BLK_QUEUE_SIZE, 0);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	put_held(held, 1, STATUS, 1, 0xffff, 0);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	/* Status byte outside RAM (past the end, in the hole, wrapping). */
+	static const uint64_t bad_gpa[] = {RAM, RAM + 0x1000, 0xfee00000ULL, ~0ULL};
+	for (unsigned i = 0; i < sizeof(bad_gpa) / sizeof(bad_gpa[0]); i++) {
+		put_held(held, 1, bad_gpa[i], 1, 0, 0);
+		node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+		assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	}
+	/* A used length other than the status byte, a status that is none. */
+	put_held(held, 1, STATUS, 0, 0, 0);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	put_held(held, 1, STATUS, 4097, 0, 0);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	put_held(held, 1, STATUS, 1, 0, 7);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), -EINVAL);
+	/* Nothing changed on the target. */
+	assert_int_equal(virtio_blk_held_count(g->blk), 1);
+	assert_memory_equal(&vq_before, &virtio_blk_vdev(g->blk)->t.vqs[0], sizeof(vq_before));
+	assert_int_equal(vd_used_idx(&g->d, USED), 0);
+	virtio_blk_release_completions(g->blk, UINT64_MAX);
+	assert_int_equal(next_used(g, ghead), 1);
+
+	/* Held completions on a device the driver never started. */
+	fx_free(g);
+	g = fresh_like(f);
+	{
+		struct fx *h = fx_new(false, DISK);
+		void *c = malloc(65536);
+
+		save(h->blk, c, 65536); /* inactive */
+		put_held(held, 1, STATUS, 1, 0, 0);
+		node = with_held(c, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+		assert_int_equal(virtio_blk_load(h->blk, b, node), -EINVAL);
+		free(c);
+		fx_free(h);
+	}
+
+	/* A good one, and a tree without any held list (none). */
+	put_held(held, 5, STATUS + 3, 1, 2, VIRTIO_BLK_S_OK);
+	node = with_held(a, b, 1, held, VIRTIO_BLK_HELD_BYTES);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), 0);
+	assert_int_equal(virtio_blk_held_count(g->blk), 1);
+	node = with_held(a, b, -1, NULL, 0);
+	assert_int_equal(virtio_blk_load(g->blk, b, node), 0);
+	assert_int_equal(virtio_blk_held_count(g->blk), 0);
+	fx_free(g);
+	free(a);
+	free(b);
+}
+
+static void test_hold_reset_drops(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	submit(f, VIRTIO_BLK_T_OUT, 0, DATA, 512, &st);
+	kick(f);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	vd_common_write(&f->d, VIRTIO_PCI_COMMON_STATUS, 1, 0);
+	assert_int_equal(dev_status(f), 0);
+	assert_int_equal(virtio_blk_held_count(f->blk), 0);
+	bring_up(f, 0);
+	virtio_blk_release_completions(f->blk, UINT64_MAX);
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	assert_int_equal(status_at(f, st), 0xee);
+	/* Hold is still on for the new driver. */
+	submit(f, VIRTIO_BLK_T_OUT, 0, DATA, 512, &st);
+	kick(f);
+	assert_int_equal(virtio_blk_held_count(f->blk), 1);
+	virtio_blk_release_completions(f->blk, UINT64_MAX);
+	assert_int_equal(vd_used_idx(&f->d, USED), 1);
+}
+
+/* A driver that reuses heads of held requests overflows the list: NEEDS_RESET. */
+static void test_hold_overflow(void **state)
+{
+	struct fx *f = *state;
+	uint64_t st;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	for (unsigned i = 0; i < VIRTIO_BLK_QUEUE_SIZE; i++) {
+		submit(f, VIRTIO_BLK_T_OUT, 0, 0, 0, &st); /* no data: cheap */
+		if (i % 4 == 3)
+			kick(f);
+	}
+	assert_int_equal(virtio_blk_held_count(f->blk), VIRTIO_BLK_QUEUE_SIZE);
+	assert_false(dev_status(f) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	submit(f, VIRTIO_BLK_T_OUT, 0, 0, 0, &st);
+	kick(f);
+	assert_true(dev_status(f) & VIRTIO_CONFIG_S_NEEDS_RESET);
+	assert_int_equal(virtio_blk_held_count(f->blk), VIRTIO_BLK_QUEUE_SIZE);
+	/* A broken device completes nothing: released ones are dropped. */
+	virtio_blk_release_completions(f->blk, UINT64_MAX);
+	assert_int_equal(virtio_blk_held_count(f->blk), 0);
+	assert_int_equal(vd_used_idx(&f->d, USED), 0);
+	bring_up(f, 0);
+	assert_int_equal(request(f, VIRTIO_BLK_T_IN, 0, DATA, 512, NULL), 0);
+}
+
+/* Completions racing with releases from another thread: each exactly once. */
+struct releaser {
+	struct virtio_blk *blk;
+	bool stop;
+};
+
+static void *release_thread(void *arg)
+{
+	struct releaser *r = arg;
+	uint64_t epoch = 0;
+
+	while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+		virtio_blk_release_completions(r->blk, epoch++);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void test_hold_concurrent_release(void **state)
+{
+	struct fx *f = *state;
+	struct releaser r = {.blk = f->blk};
+	enum { ROUNDS = 40, PER = 5 }; /* 15 descriptors: no reuse within a round */
+	pthread_t th;
+	uint32_t id, len;
+
+	bring_up(f, 0);
+	virtio_blk_hold_completions(f->blk, true);
+	assert_int_equal(pthread_create(&th, NULL, release_thread, &r), 0);
+	for (unsigned round = 0; round < ROUNDS; round++) {
+		bool seen[QS] = {false};
+		uint16_t base = vd_used_idx(&f->d, USED);
+
+		virtio_blk_set_epoch(f->blk, round * 1000);
+		for (unsigned i = 0; i < PER; i++) {
+			uint64_t st;
+
+			submit(f, i % 2 ? VIRTIO_BLK_T_OUT : VIRTIO_BLK_T_IN, i, DATA + 0x1000 * i,
+			       512, &st);
+		}
+		vd_notify(&f->d, 0);
+		virtio_blk_drain(f->blk);
+		virtio_blk_release_completions(f->blk, UINT64_MAX);
+		assert_int_equal((uint16_t)(vd_used_idx(&f->d, USED) - base), PER);
+		for (unsigned i = 0; i < PER; i++) {
+			vd_used_elem(&f->d, USED, QS, (uint16_t)(base + i), &id, &len);
+			assert_true(id < QS && !seen[id]);
+			seen[id] = true;
+		}
+	}
+	__atomic_store_n(&r.stop, true, __ATOMIC_RELEASE);
+	pthread_join(th, NULL);
+	assert_int_equal(virtio_blk_held_count(f->blk), 0);
+}
+
+/* ---- replication: the standby's replica ---- */
+
+static void test_replica_apply(void **state)
+{
+	struct fx *f = *state;
+	uint8_t buf[4096];
+	unsigned flushes;
+
+	for (unsigned i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(i * 3 + 1);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 8192, buf, 4096), 0);
+	{
+		uint8_t got[4096];
+
+		assert_int_equal(pread(f->fd, got, 4096, 8192), 4096);
+		assert_memory_equal(got, buf, 4096);
+	}
+	assert_true(file_is(f, 0, 8192, -1));
+	assert_true(file_is(f, 12288, 512, -1));
+	/* The last sector, exactly. */
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, DISK - 512, buf, 512),
+			 0);
+	assert_int_equal(
+	    virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_DISCARD, 64 * 512, NULL, 16 * 512), 0);
+	assert_true(file_is(f, 64 * 512, 16 * 512, 0));
+	assert_true(file_is(f, 80 * 512, 512, -1));
+	assert_int_equal(
+	    virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_WRITE_ZEROES, 101 * 512, NULL, 3 * 512),
+	    0);
+	assert_true(file_is(f, 101 * 512, 3 * 512, 0));
+	assert_true(file_is(f, 100 * 512, 512, -1));
+	assert_true(file_is(f, 104 * 512, 512, -1));
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 0, NULL, 0), 0);
+
+	/* Outside the disk, straddling its end, wrapping, misaligned, other types. */
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, DISK, buf, 512),
+			 -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, DISK - 512, buf, 1024),
+			 -EINVAL);
+	assert_int_equal(
+	    virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_DISCARD, ~0ULL - 511, NULL, 1024),
+	    -EINVAL);
+	assert_int_equal(
+	    virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_WRITE_ZEROES, 512, NULL, ~0ULL - 511),
+	    -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 100, buf, 512),
+			 -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 512, buf, 100),
+			 -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 512, NULL, 512),
+			 -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_FLUSH, 0, NULL, 0), -EINVAL);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_IN, 0, buf, 512), -EINVAL);
+	{
+		struct stat sb;
+
+		assert_int_equal(fstat(f->fd, &sb), 0);
+		assert_int_equal(sb.st_size, DISK);
+	}
+	assert_true(file_is(f, 0, 512, -1));
+
+	flushes = f->t->flushes;
+	assert_int_equal(virtio_blk_replica_flush(f->blk), 0);
+	assert_int_equal(f->t->flushes, flushes + 1);
+}
+
+static void test_replica_readonly(void **state)
+{
+	struct fx *f = *state;
+	uint8_t buf[512] = {0};
+
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_OUT, 0, buf, 512), -EROFS);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_DISCARD, 0, NULL, 512),
+			 -EROFS);
+	assert_int_equal(virtio_blk_replica_apply(f->blk, VIRTIO_BLK_T_WRITE_ZEROES, 0, NULL, 512),
+			 -EROFS);
+	assert_true(file_is(f, 0, DISK, -1));
+	assert_int_equal(virtio_blk_replica_flush(f->blk), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1109,6 +1848,19 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_quiesce, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_save_load, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_create_errors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_journal_replay, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_write, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_epochs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_reads_complete, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_quiesce, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_save_load, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_load_bad_held, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_reset_drops, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_overflow, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_hold_concurrent_release, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replica_apply, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_replica_readonly, setup_ro, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
