@@ -65,6 +65,8 @@ struct virtio_net {
 	uint64_t rx_gpa[RX_MAX_IOV];
 	struct rx_seg rx_segs[RX_MAX_SEGS];
 	uint8_t rx_sink[64];
+	virtio_net_output_fn output; /* replaces the tap write when set */
+	void *output_opaque;
 };
 
 static inline struct virtio_net *to_net(struct virtio_dev *vdev)
@@ -86,6 +88,9 @@ static int net_output(struct virtio_net *n, const struct iovec *iov, int iovcnt)
 {
 	ssize_t r;
 
+	/* Replication keeps the frame until its epoch is safe (output commit). */
+	if (n->output)
+		return n->output(n->output_opaque, iov, iovcnt);
 	do {
 		r = writev(n->fd, iov, iovcnt);
 	} while (r < 0 && errno == EINTR);
@@ -93,6 +98,24 @@ static int net_output(struct virtio_net *n, const struct iovec *iov, int iovcnt)
 }
 
 /* ---- the tap on the event loop ---- */
+
+void virtio_net_set_output(struct virtio_net *n, virtio_net_output_fn fn, void *opaque)
+{
+	pthread_mutex_lock(&n->lock);
+	n->output = fn;
+	n->output_opaque = opaque;
+	pthread_mutex_unlock(&n->lock);
+}
+
+int virtio_net_send_frame(struct virtio_net *n, const void *frame, size_t len)
+{
+	ssize_t r;
+
+	do
+		r = write(n->fd, frame, len);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : 0;
+}
 
 static void rx_event(void *opaque, uint32_t events)
 {

@@ -22,6 +22,7 @@ enum vmm_command {
 	VMM_CMD_VERSION, /* print version to stdout, exit 0 */
 	VMM_CMD_RESTORE, /* restore_path: continue a snapshot */
 	VMM_CMD_CTL,	 /* control_path + ctl_argv: one command to a running vmm */
+	VMM_CMD_STANDBY, /* listen: wait for a primary, keep its checkpoints, take over */
 };
 
 enum reboot_action {
@@ -68,7 +69,11 @@ struct vm_options {
 	const char *control_path; /* --control (run, restore) or the socket of ctl */
 	const char *restore_path; /* restore SNAPSHOT */
 	const char *incoming;	  /* run --incoming HOST:PORT: the VM comes from a migration */
-	int ctl_argc;		  /* ctl: the command and its arguments */
+	const char *replicate_to; /* --replicate-to HOST:PORT */
+	const char *listen;	  /* standby --listen HOST:PORT */
+	unsigned epoch_ms;	  /* --epoch-ms (0: default) */
+	unsigned failover_timeout_ms; /* --failover-timeout-ms (0: default) */
+	int ctl_argc;		      /* ctl: the command and its arguments */
 	char **ctl_argv;
 };
 

@@ -31,11 +31,25 @@
 #define STREAM_RUN_MAX_PAGES 256	 /* pages per run: bounded reads, bounded buffers */
 
 enum stream_section {
-	STREAM_SEC_CONFIG =
-	    1, /* state tree: the machine (RAM, vCPUs, devices and their backends) */
-	STREAM_SEC_MEMORY = 2, /* runs of {u64 first page, u32 count, u32 0} + count pages */
-	STREAM_SEC_STATE = 3,  /* state tree: vCPUs, in-kernel irqchip and clocks, devices */
-	STREAM_SEC_END = 4,    /* no payload: the stream is complete */
+	STREAM_SEC_CONFIG = 1,	  /* state tree: the machine (RAM, vCPUs, devices, backends) */
+	STREAM_SEC_MEMORY = 2,	  /* runs of {u64 first page, u32 count, u32 0} + count pages */
+	STREAM_SEC_STATE = 3,	  /* state tree: vCPUs, in-kernel irqchip and clocks, devices */
+	STREAM_SEC_END = 4,	  /* no payload: the stream is complete */
+	STREAM_SEC_EPOCH = 5,	  /* replication: u64 epoch number; the epoch's sections follow */
+	STREAM_SEC_DISK = 6,	  /* replication: the epoch's disk writes (epoch.h) */
+	STREAM_SEC_EPOCH_END = 7, /* replication: u64 epoch number; the epoch is complete */
+	STREAM_SEC_HEARTBEAT = 8, /* replication: u64 last epoch sent; the primary is alive */
+	STREAM_SEC_SHUTDOWN = 9,  /* replication: the guest ended on purpose; do not take over */
+};
+
+#define STREAM_MAX_DISK_LOG (1ULL << 32) /* one epoch's disk writes */
+
+/* Pages copied out of guest RAM (an epoch's staging): index i of RAM at data + i * 4096. */
+struct page_list {
+	uint64_t *index;
+	uint8_t *data;
+	size_t n, cap;
+	size_t max; /* refuse to grow beyond this many pages (0: no limit) */
 };
 
 struct stream_header {
@@ -78,6 +92,24 @@ int stream_write_section(int fd, enum stream_section type, const void *data, siz
  */
 int stream_write_memory(int fd, const struct guest_mem *mem, const uint64_t *pages, unsigned flags,
 			struct stream_stats *st);
+
+/* A MEMORY section of the pages in list (in index order), zero pages included.  0 or -errno. */
+int stream_write_page_list(int fd, const struct page_list *list, struct stream_stats *st);
+
+/*
+ * Read a MEMORY payload of len bytes into list (appending), checking runs
+ * against ram_pages and the hash; RAM is not touched.  0, -EINVAL,
+ * -ENOSPC (over list->max), -EPIPE, -errno.
+ */
+int stream_read_memory_list(int fd, uint64_t len, uint64_t ram_pages, struct page_list *list,
+			    struct stream_stats *st);
+
+/* Append page index (4096 bytes from src) to list.  0, -ENOMEM, -ENOSPC. */
+int page_list_add(struct page_list *list, uint64_t index, const void *src);
+/* Copy every page of list into mem (marking it dirty). */
+void page_list_apply(const struct page_list *list, struct guest_mem *mem);
+void page_list_clear(struct page_list *list);
+void page_list_free(struct page_list *list);
 
 /* Read and check a header: magic, version, sizes in range.  0, -EINVAL, -EPIPE, -errno. */
 int stream_read_header(int fd, struct stream_header *h, struct stream_stats *st);

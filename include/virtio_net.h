@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "options.h"
 #include "tap.h"
@@ -47,6 +48,14 @@
 #define VIRTIO_NET_QUEUE_SIZE 256
 
 struct virtio_net;
+
+/*
+ * Where transmitted frames go instead of the tap (replication's output
+ * buffer): iov is the frame as it would be written to the tap (with the
+ * virtio-net header if the tap takes one), valid only during the call.
+ * 0: taken (the guest sees it sent).  Called on the loop thread.
+ */
+typedef int (*virtio_net_output_fn)(void *opaque, const struct iovec *iov, int iovcnt);
 
 struct virtio_net_stats {
 	uint64_t tx_packets, tx_bytes, tx_errors,
@@ -88,6 +97,12 @@ void virtio_net_destroy(struct virtio_net *n);
 struct virtio_dev *virtio_net_vdev(struct virtio_net *n);
 
 void virtio_net_get_mac(const struct virtio_net *n, uint8_t mac[6]);
+
+/* Route transmitted frames to fn (NULL: back to the tap). */
+void virtio_net_set_output(struct virtio_net *n, virtio_net_output_fn fn, void *opaque);
+
+/* Write one frame, as handed to the output fn, to the tap now.  0 or -errno.  Any thread. */
+int virtio_net_send_frame(struct virtio_net *n, const void *frame, size_t len);
 void virtio_net_get_stats(struct virtio_net *n, struct virtio_net_stats *stats);
 
 /*

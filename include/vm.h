@@ -24,6 +24,7 @@
 #include "i8042.h"
 #include "msi.h"
 #include "options.h"
+#include "output_buffer.h"
 #include "pci.h"
 #include "power.h"
 #include "uart8250.h"
@@ -39,7 +40,16 @@ enum vm_stop_reason {
 };
 
 struct migration;
+struct replication;
+struct standby;
 struct vcpu;
+struct vm;
+
+/* The opaque of a virtio-net output hook: which VM, which card. */
+struct vm_net_out {
+	struct vm *vm;
+	unsigned index;
+};
 struct virtio_blk;
 struct virtio_console;
 struct virtio_env;
@@ -80,6 +90,14 @@ struct vm {
 	struct vcpu *vcpus;
 	struct control control;	     /* --control */
 	struct migration *migration; /* the last migration started from here (migrate.c) */
+	struct replication *repl;    /* protection by a standby (primary.c) */
+	struct standby *standby;     /* this process is a standby (standby.c) */
+
+	/* Guest output (vm_output.c): direct, or held per epoch once replication starts. */
+	struct output_buffer out;
+	bool out_buffered; /* atomic: output goes through out */
+	struct vm_net_out net_out[OPTIONS_MAX_NETS];
+	uint64_t net_dropped; /* released frames the tap refused */
 
 	pthread_mutex_t lock; /* guards everything below */
 	pthread_cond_t cond;
@@ -93,6 +111,10 @@ struct vm {
 	bool stdin_watched; /* stdin is in the loop's epoll set */
 
 	bool input_error; /* vm_create failed on user input: exit status 2 */
+
+	/* Hooks of the replication engine: after the vCPUs started, when the VM stops. */
+	void (*on_start)(struct vm *vm);
+	void (*on_stop)(struct vm *vm);
 };
 
 /*
@@ -104,8 +126,20 @@ struct vm {
  */
 int vm_create(struct vm *vm, const struct vm_options *opts);
 
+/* Guest output: console bytes (OUTPUT_CONSOLE or OUTPUT_HVC) to where they go, now or at commit. */
+void vm_output_init(struct vm *vm);
+void vm_output(struct vm *vm, enum output_kind kind, const uint8_t *buf, size_t len);
+
+/* From now on all output (console, hvc, net frames) goes through vm->out.  Once, before holding. */
+void vm_output_buffered(struct vm *vm);
+
 /* Start the vCPUs and run the event loop until the VM stops.  Returns the exit reason. */
 enum vm_stop_reason vm_run(struct vm *vm);
+
+/* vm_run in two halves: start the vCPU threads (then on_start); 0 or -errno (stop requested). */
+int vm_start(struct vm *vm);
+/* Run the loop until the VM stops (then on_stop), join the vCPUs.  On the main thread. */
+enum vm_stop_reason vm_loop(struct vm *vm);
 
 /* Record why the VM stops (first caller wins) and wake everyone.  Any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status);

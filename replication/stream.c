@@ -339,6 +339,20 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 		if (*len > (1ULL << 41))
 			goto too_long;
 		return 0;
+	case STREAM_SEC_DISK:
+		if (*len > STREAM_MAX_DISK_LOG)
+			goto too_long;
+		return 0;
+	case STREAM_SEC_EPOCH:
+	case STREAM_SEC_EPOCH_END:
+	case STREAM_SEC_HEARTBEAT:
+		if (*len != 8)
+			goto too_long;
+		return 0;
+	case STREAM_SEC_SHUTDOWN:
+		if (*len)
+			goto too_long;
+		return 0;
 	case STREAM_SEC_END:
 		if (*len)
 			goto too_long;
@@ -451,7 +465,171 @@ const char *stream_section_name(uint32_t type)
 		return "STATE";
 	case STREAM_SEC_END:
 		return "END";
+	case STREAM_SEC_EPOCH:
+		return "EPOCH";
+	case STREAM_SEC_DISK:
+		return "DISK";
+	case STREAM_SEC_EPOCH_END:
+		return "EPOCH_END";
+	case STREAM_SEC_HEARTBEAT:
+		return "HEARTBEAT";
+	case STREAM_SEC_SHUTDOWN:
+		return "SHUTDOWN";
 	default:
 		return "unknown";
 	}
+}
+
+/* ---- page lists: an epoch's pages, copied while the guest is paused ---- */
+
+int page_list_add(struct page_list *list, uint64_t index, const void *src)
+{
+	if (list->n == list->cap) {
+		size_t ncap = list->cap ? list->cap * 2 : 1024;
+		uint64_t *ni;
+		uint8_t *nd;
+
+		if (list->max && list->n >= list->max)
+			return -ENOSPC;
+		if (list->max && ncap > list->max)
+			ncap = list->max;
+		ni = realloc(list->index, ncap * sizeof(*ni));
+		if (!ni)
+			return -ENOMEM;
+		list->index = ni;
+		nd = realloc(list->data, ncap * PAGE);
+		if (!nd)
+			return -ENOMEM;
+		list->data = nd;
+		list->cap = ncap;
+	}
+	list->index[list->n] = index;
+	memcpy(list->data + list->n * PAGE, src, PAGE);
+	list->n++;
+	return 0;
+}
+
+void page_list_apply(const struct page_list *list, struct guest_mem *mem)
+{
+	for (size_t i = 0; i < list->n; i++) {
+		uint64_t p = list->index[i];
+
+		memcpy(mem->host_base + p * PAGE, list->data + i * PAGE, PAGE);
+		__atomic_fetch_or(&mem->dirty[p / 64], 1ULL << (p % 64), __ATOMIC_RELAXED);
+	}
+}
+
+void page_list_clear(struct page_list *list)
+{
+	list->n = 0;
+}
+
+void page_list_free(struct page_list *list)
+{
+	free(list->index);
+	free(list->data);
+	*list = (struct page_list){0};
+}
+
+int stream_write_page_list(int fd, const struct page_list *list, struct stream_stats *st)
+{
+	uint64_t len = 0, hash;
+	size_t i, start;
+	XXH3_state_t *xs;
+	int ret;
+
+	/* Runs: consecutive indices, at most STREAM_RUN_MAX_PAGES each. */
+	for (i = 0; i < list->n; i = start) {
+		start = i + 1;
+		while (start < list->n && list->index[start] == list->index[start - 1] + 1 &&
+		       start - i < STREAM_RUN_MAX_PAGES)
+			start++;
+		len += sizeof(struct wire_run) + (start - i) * PAGE;
+	}
+	xs = XXH3_createState();
+	if (!xs)
+		return -ENOMEM;
+	XXH3_64bits_reset(xs);
+	struct wire_section s = {.type = htole32(STREAM_SEC_MEMORY), .length = htole64(len)};
+	ret = write_all(fd, &s, sizeof(s), st);
+	for (i = 0; !ret && i < list->n; i = start) {
+		start = i + 1;
+		while (start < list->n && list->index[start] == list->index[start - 1] + 1 &&
+		       start - i < STREAM_RUN_MAX_PAGES)
+			start++;
+		struct wire_run r = {.first_page = htole64(list->index[i]),
+				     .count = htole32((uint32_t)(start - i))};
+		struct iovec iov[2] = {{&r, sizeof(r)},
+				       {list->data + i * PAGE, (start - i) * PAGE}};
+
+		XXH3_64bits_update(xs, &r, sizeof(r));
+		XXH3_64bits_update(xs, iov[1].iov_base, iov[1].iov_len);
+		ret = write_iov(fd, iov, 2, st);
+		if (st)
+			st->pages += start - i;
+	}
+	hash = htole64(XXH3_64bits_digest(xs));
+	if (!ret)
+		ret = write_all(fd, &hash, sizeof(hash), st);
+	XXH3_freeState(xs);
+	return ret;
+}
+
+int stream_read_memory_list(int fd, uint64_t len, uint64_t ram_pages, struct page_list *list,
+			    struct stream_stats *st)
+{
+	uint8_t *buf = malloc(STREAM_RUN_MAX_PAGES * PAGE);
+	XXH3_state_t *xs = XXH3_createState();
+	uint64_t hash;
+	int ret = 0;
+
+	if (!buf || !xs) {
+		free(buf);
+		XXH3_freeState(xs);
+		return -ENOMEM;
+	}
+	XXH3_64bits_reset(xs);
+	while (!ret && len) {
+		struct wire_run r;
+		uint64_t first, count;
+
+		if (len < sizeof(r)) {
+			pr_err("state stream: memory section ends inside a run header");
+			ret = -EINVAL;
+			break;
+		}
+		ret = read_all(fd, &r, sizeof(r), st);
+		if (ret)
+			break;
+		XXH3_64bits_update(xs, &r, sizeof(r));
+		len -= sizeof(r);
+		first = le64toh(r.first_page);
+		count = le32toh(r.count);
+		if (count == 0 || count > STREAM_RUN_MAX_PAGES || first >= ram_pages ||
+		    count > ram_pages - first || count * PAGE > len || r.reserved) {
+			pr_err("state stream: bad page run (%llu pages at page %llu of %llu)",
+			       (unsigned long long)count, (unsigned long long)first,
+			       (unsigned long long)ram_pages);
+			ret = -EINVAL;
+			break;
+		}
+		ret = read_all(fd, buf, count * PAGE, st);
+		if (ret)
+			break;
+		XXH3_64bits_update(xs, buf, count * PAGE);
+		for (uint64_t i = 0; !ret && i < count; i++)
+			ret = page_list_add(list, first + i, buf + i * PAGE);
+		len -= count * PAGE;
+		if (st)
+			st->pages += count;
+	}
+	if (!ret)
+		ret = read_hash(fd, &hash, st);
+	if (!ret && hash != XXH3_64bits_digest(xs)) {
+		pr_err("state stream: memory section checksum mismatch");
+		ret = -EINVAL;
+	}
+	XXH3_freeState(xs);
+	free(buf);
+	return ret;
 }

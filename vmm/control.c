@@ -16,6 +16,7 @@
 
 #include "log.h"
 #include "migrate.h"
+#include "replicate.h"
 #include "unix_socket.h"
 #include "virtio_blk.h"
 #include "virtio_net.h"
@@ -61,8 +62,43 @@ static void cmd_status(struct control *c, int fd)
 	pthread_mutex_lock(&vm->lock);
 	paused = vm->pause_requested;
 	pthread_mutex_unlock(&vm->lock);
-	reply(fd, "state: %s", paused ? "paused" : "running");
-	reply(fd, "protection: unprotected (no standby)");
+	struct repl_status rs;
+	struct standby_status ss;
+
+	replicate_get_status(vm, &rs);
+	standby_get_status(vm, &ss);
+	if (vm->standby && !ss.active) {
+		reply(fd, "role: standby");
+		reply(fd,
+		      "standby: %s, checkpoint %llu committed, %llu MiB received, primary heard "
+		      "%llu ms ago",
+		      ss.phase, (unsigned long long)ss.committed,
+		      (unsigned long long)(ss.bytes >> 20), (unsigned long long)ss.since_rx_ms);
+	} else {
+		reply(fd, "role: primary%s", vm->standby ? " (took over as standby)" : "");
+		reply(fd, "state: %s", paused ? "paused" : "running");
+		if (!vm->repl)
+			reply(fd, "protection: unprotected (no standby)");
+		else if (rs.protected_)
+			reply(fd, "protection: protected by %s", rs.peer);
+		else
+			reply(fd, "protection: unprotected (%s)",
+			      rs.note[0] ? rs.note : "starting");
+		if (vm->repl)
+			reply(
+			    fd,
+			    "replication: epoch %llu, acknowledged %llu, lag %llu epochs, %llu MiB "
+			    "sent, pause p50 %llu us p99 %llu us max %llu us, last epoch %llu "
+			    "pages, "
+			    "output held %llu bytes (longest %llu us)",
+			    (unsigned long long)rs.epoch, (unsigned long long)rs.acked,
+			    (unsigned long long)(rs.epoch - rs.acked),
+			    (unsigned long long)(rs.bytes >> 20),
+			    (unsigned long long)rs.pause_p50_us,
+			    (unsigned long long)rs.pause_p99_us,
+			    (unsigned long long)rs.pause_max_us, (unsigned long long)rs.last_pages,
+			    (unsigned long long)rs.held_bytes, (unsigned long long)rs.hold_max_us);
+	}
 	reply(fd, "uptime-s: %.3f", (double)(now_ns() - c->start_ns) / 1e9);
 	reply(fd, "vcpus: %u", vm->ncpus);
 	reply(fd, "memory-mib: %llu", (unsigned long long)(vm->mem.ram_size >> 20));
@@ -93,6 +129,45 @@ static void cmd_status(struct control *c, int fd)
 		      vm->opts->nets[i].tap, (unsigned long long)s.rx_packets,
 		      (unsigned long long)s.tx_packets, (unsigned long long)s.rx_dropped);
 	}
+	reply(fd, "ok");
+}
+
+static void cmd_replicate_to(struct control *c, int fd, int argc, char **argv)
+{
+	struct standby_status ss;
+	struct repl_params p;
+	int ret;
+
+	standby_get_status(c->vm, &ss);
+	if (c->vm->standby && !ss.active)
+		return reply(fd, "error: a standby protects nothing until it takes over");
+	replicate_params_from_options(c->vm->opts, &p);
+	snprintf(p.peer, sizeof(p.peer), "%s", argv[1]);
+	for (int i = 2; i < argc; i++) {
+		unsigned v;
+		char *end;
+
+		if (i + 1 < argc &&
+		    (!strcmp(argv[i], "--epoch-ms") || !strcmp(argv[i], "--failover-timeout-ms"))) {
+			v = (unsigned)strtoul(argv[i + 1], &end, 10);
+			if (*end || v == 0)
+				return reply(fd, "error: %s: bad number", argv[i]);
+			if (argv[i][2] == 'e')
+				p.epoch_ms = v;
+			else
+				p.failover_timeout_ms = v;
+			i++;
+		} else {
+			return reply(fd, "error: usage: replicate-to HOST:PORT [--epoch-ms N] "
+					 "[--failover-timeout-ms N]");
+		}
+	}
+	ret = replicate_start(c->vm, &p);
+	if (ret)
+		return reply(fd, "error: %s",
+			     ret == -EBUSY ? "already replicating" : strerror(-ret));
+	reply(fd, "replicating to %s every %u ms (protected once the first checkpoint commits)",
+	      p.peer, p.epoch_ms);
 	reply(fd, "ok");
 }
 
@@ -218,11 +293,23 @@ static void on_connection(void *opaque, uint32_t events)
 	} else if (!strcmp(argv[0], "migrate")) {
 		if (cmd_migrate(c, fd, argc, argv))
 			return; /* the migration thread answers and closes */
+	} else if (!strcmp(argv[0], "failover") && argc == 1) {
+		if (!c->vm->standby) {
+			reply(fd, "error: not a standby");
+		} else {
+			standby_request_failover(c->vm);
+			reply(fd, "ok");
+		}
+	} else if (!strcmp(argv[0], "replicate-to") && argc >= 2) {
+		cmd_replicate_to(c, fd, argc, argv);
 	} else if (!strcmp(argv[0], "quit") && argc == 1) {
 		reply(fd, "ok");
 		vm_request_stop(c->vm, VM_STOP_SIGNAL, 0);
 	} else {
-		reply(fd, "error: unknown command '%s' (status, snapshot, migrate, quit)", argv[0]);
+		reply(fd,
+		      "error: unknown command '%s' (status, snapshot, migrate, replicate-to, "
+		      "failover, quit)",
+		      argv[0]);
 	}
 	close(fd);
 }

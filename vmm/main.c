@@ -3,6 +3,7 @@
 #include "control.h"
 #include "log.h"
 #include "migrate.h"
+#include "replicate.h"
 #include "options.h"
 #include "vm.h"
 #include "vm_stream.h"
@@ -33,6 +34,18 @@ static int report_stop(enum vm_stop_reason reason, int status)
 	return status;
 }
 
+/* --replicate-to: protection starts once the vCPUs run. */
+static void start_replication(struct vm *vm)
+{
+	struct repl_params p;
+	int ret;
+
+	replicate_params_from_options(vm->opts, &p);
+	ret = replicate_start(vm, &p);
+	if (ret)
+		pr_err("--replicate-to %s: %s; running UNPROTECTED", p.peer, strerror(-ret));
+}
+
 static int run_vm(const struct vm_options *opts)
 {
 	enum vm_stop_reason reason;
@@ -42,6 +55,9 @@ static int run_vm(const struct vm_options *opts)
 	for (;;) {
 		if (vm_create(&vm, opts))
 			return vm.input_error ? 2 : 1;
+		vm.on_stop = replicate_stop;
+		if (opts->replicate_to)
+			vm.on_start = start_replication;
 		reason = vm_run(&vm);
 		status = vm.exit_status;
 		vm_destroy(&vm);
@@ -94,6 +110,7 @@ static int restore_vm(struct vm_options *opts)
 	}
 	pr_info("restored %s", opts->restore_path);
 run:
+	vm.on_stop = replicate_stop; /* `ctl replicate-to` may protect it later */
 	reason = vm_run(&vm);
 	status = vm.exit_status;
 	vm_destroy(&vm);
@@ -121,6 +138,9 @@ int main(int argc, char **argv)
 		return 0;
 	case VMM_CMD_CTL:
 		return control_client(opts.control_path, opts.ctl_argc, opts.ctl_argv);
+	case VMM_CMD_STANDBY:
+		log_verbosity = opts.verbosity;
+		return standby_main(&opts);
 	case VMM_CMD_RESTORE:
 		log_verbosity = opts.verbosity;
 		return restore_vm(&opts);

@@ -16,6 +16,7 @@ const char options_usage[] =
     "usage: vmm run --kernel FILE [options]\n"
     "       vmm restore SNAPSHOT [--disk ...] [--net ...] [--console ...] [--control PATH]\n"
     "       vmm run --incoming HOST:PORT [--disk ...] [--net ...] [--control PATH]\n"
+    "       vmm standby --listen HOST:PORT [--disk ...] [--net ...] [--control PATH]\n"
     "       vmm ctl SOCKET status | snapshot FILE [--stop] | quit\n"
     "       vmm ctl SOCKET migrate HOST:PORT [--downtime-ms N] [--bandwidth MIB_S]\n"
     "                                       [--max-passes N] [--force]\n"
@@ -37,6 +38,11 @@ const char options_usage[] =
     "socket\n"
     "      --rng            virtio-rng fed by getrandom()\n"
     "      --control PATH   control socket for vmm ctl (status, snapshot, migrate, quit)\n"
+    "      --replicate-to HOST:PORT\n"
+    "                       protect the VM with a standby (vmm standby --listen) there\n"
+    "      --epoch-ms N     checkpoint interval (default 20)\n"
+    "      --failover-timeout-ms N\n"
+    "                       silence after which the peer is declared dead (default 500)\n"
     "      --incoming HOST:PORT\n"
     "                       wait for a live migration instead of booting (no --kernel)\n"
     "      --reboot=exit|restart\n"
@@ -118,7 +124,33 @@ static int parse_cpus(const char *s, unsigned *ncpus)
 	return 0;
 }
 
-enum { OPT_REBOOT = 0x100, OPT_VERSION, OPT_NET, OPT_CONSOLE, OPT_RNG, OPT_CONTROL, OPT_INCOMING };
+enum {
+	OPT_REBOOT = 0x100,
+	OPT_VERSION,
+	OPT_NET,
+	OPT_CONSOLE,
+	OPT_RNG,
+	OPT_CONTROL,
+	OPT_INCOMING,
+	OPT_REPLICATE_TO,
+	OPT_EPOCH_MS,
+	OPT_FAILOVER_TIMEOUT,
+	OPT_LISTEN,
+};
+
+/* A whole number of milliseconds in [min, max]. */
+static int parse_ms(const char *s, unsigned min, unsigned max, unsigned *out)
+{
+	char *end;
+	unsigned long v;
+
+	errno = 0;
+	v = strtoul(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max)
+		return -EINVAL;
+	*out = (unsigned)v;
+	return 0;
+}
 
 /*
  * Split "a,b=c,d" in place-free fashion: returns the next comma-separated
@@ -267,6 +299,10 @@ static const struct option run_options[] = {
     {"rng", no_argument, NULL, OPT_RNG},
     {"control", required_argument, NULL, OPT_CONTROL},
     {"incoming", required_argument, NULL, OPT_INCOMING},
+    {"replicate-to", required_argument, NULL, OPT_REPLICATE_TO},
+    {"epoch-ms", required_argument, NULL, OPT_EPOCH_MS},
+    {"failover-timeout-ms", required_argument, NULL, OPT_FAILOVER_TIMEOUT},
+    {"listen", required_argument, NULL, OPT_LISTEN},
     {NULL, 0, NULL, 0},
 };
 
@@ -332,6 +368,23 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 		case OPT_INCOMING:
 			opts->incoming = optarg;
 			break;
+		case OPT_REPLICATE_TO:
+			opts->replicate_to = optarg;
+			break;
+		case OPT_LISTEN:
+			opts->listen = optarg;
+			break;
+		case OPT_EPOCH_MS:
+			if (parse_ms(optarg, 1, 10000, &opts->epoch_ms))
+				return fail(err, errlen, "--epoch-ms: '%s' is not 1 to 10000",
+					    optarg);
+			break;
+		case OPT_FAILOVER_TIMEOUT:
+			if (parse_ms(optarg, 10, 600000, &opts->failover_timeout_ms))
+				return fail(err, errlen,
+					    "--failover-timeout-ms: '%s' is not 10 to 600000",
+					    optarg);
+			break;
 		case OPT_CONTROL:
 			if (!optarg[0])
 				return fail(err, errlen, "--control needs a socket path");
@@ -353,6 +406,11 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 				    argv[optind - 1]);
 		}
 	}
+	if (opts->listen && *cmd != VMM_CMD_STANDBY)
+		return fail(err, errlen, "--listen is for vmm standby");
+	if (*cmd == VMM_CMD_STANDBY)
+		return optind < argc ? fail(err, errlen, "unexpected argument '%s'", argv[optind])
+				     : 0;
 	if (*cmd == VMM_CMD_RESTORE || opts->incoming) {
 		/* The machine is the snapshot's: only its devices' backends may be given. */
 		if (opts->kernel || opts->initrd || opts->cmdline ||
@@ -405,6 +463,19 @@ int options_parse(int argc, char **argv, enum vmm_command *cmd, struct vm_option
 	if (!strcmp(argv[1], "restore")) {
 		*cmd = VMM_CMD_RESTORE;
 		return parse_run(argc - 1, argv + 1, cmd, opts, err, errlen);
+	}
+	if (!strcmp(argv[1], "standby")) {
+		*cmd = VMM_CMD_STANDBY;
+		if (parse_run(argc - 1, argv + 1, cmd, opts, err, errlen))
+			return -EINVAL;
+		if (*cmd != VMM_CMD_STANDBY)
+			return 0; /* --help, --version */
+		if (!opts->listen)
+			return fail(err, errlen, "standby: --listen HOST:PORT is required");
+		if (opts->replicate_to || opts->incoming)
+			return fail(err, errlen,
+				    "standby: --replicate-to and --incoming do not apply");
+		return 0;
 	}
 	if (!strcmp(argv[1], "ctl")) {
 		*cmd = VMM_CMD_CTL;

@@ -80,9 +80,7 @@ static void on_reset(void *opaque)
 
 static void on_uart_output(void *opaque, const uint8_t *buf, size_t len)
 {
-	struct vm *vm = opaque;
-
-	console_write(&vm->console, buf, len);
+	vm_output(opaque, OUTPUT_CONSOLE, buf, len);
 }
 
 /* Push pending console input into the guest (UART or hvc0), as much as it takes. */
@@ -365,6 +363,7 @@ int vm_create(struct vm *vm, const struct vm_options *opts)
 	vm->console.in_fd = -1;
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
+	vm_output_init(vm);
 
 	ret = guest_mem_init(&vm->mem, opts->mem_size);
 	if (ret) {
@@ -419,29 +418,43 @@ fail:
 	return ret;
 }
 
-enum vm_stop_reason vm_run(struct vm *vm)
+int vm_start(struct vm *vm)
 {
-	unsigned i;
-	int ret;
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		int ret = vcpu_start(&vm->vcpus[i]);
 
-	for (i = 0; i < vm->ncpus; i++) {
-		ret = vcpu_start(&vm->vcpus[i]);
 		if (ret) {
 			pr_err("vCPU %u: cannot start thread: %s", i, strerror(-ret));
 			vm_request_stop(vm, VM_STOP_ERROR, 1);
-			break;
+			return ret;
 		}
 	}
-	ret = event_loop_run(&vm->loop);
+	if (vm->on_start)
+		vm->on_start(vm);
+	return 0;
+}
+
+enum vm_stop_reason vm_loop(struct vm *vm)
+{
+	int ret = event_loop_run(&vm->loop);
+
 	if (ret) {
 		pr_err("event loop: %s", strerror(-ret));
 		vm_request_stop(vm, VM_STOP_ERROR, 1);
 	}
 	/* Whoever stopped the loop set vm->stopping; get every vCPU out of the guest. */
 	vm_request_stop(vm, VM_STOP_ERROR, 1);
-	for (i = 0; i < vm->ncpus; i++)
+	if (vm->on_stop)
+		vm->on_stop(vm);
+	for (unsigned i = 0; i < vm->ncpus; i++)
 		vcpu_destroy(&vm->vcpus[i]);
 	return vm->stop_reason;
+}
+
+enum vm_stop_reason vm_run(struct vm *vm)
+{
+	(void)vm_start(vm); /* a failed start has asked the loop to stop */
+	return vm_loop(vm);
 }
 
 void vm_destroy(struct vm *vm)
@@ -488,4 +501,5 @@ void vm_destroy(struct vm *vm)
 		close(vm->kvm_fd);
 	vm->vm_fd = vm->kvm_fd = -1;
 	guest_mem_destroy(&vm->mem);
+	output_buffer_destroy(&vm->out);
 }

@@ -38,10 +38,7 @@ static void on_hvc_output(void *opaque, const uint8_t *buf, size_t len)
 {
 	struct vm *vm = opaque;
 
-	if (vm->opts->hvc == HVC_STDIO)
-		console_write(&vm->console, buf, len);
-	else
-		hvc_port_output(&vm->hvc_port, buf, len);
+	vm_output(vm, vm->opts->hvc == HVC_STDIO ? OUTPUT_CONSOLE : OUTPUT_HVC, buf, len);
 }
 
 /* Any thread: the loop feeds the waiting input (stdio) or the socket client's. */

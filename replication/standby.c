@@ -1,0 +1,397 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The standby: keep the primary's last committed checkpoint, ready to run;
+ * take over when the primary falls silent.
+ */
+#include "replicate.h"
+
+#include <endian.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "epoch.h"
+#include "kvm_state.h"
+#include "log.h"
+#include "tcp_socket.h"
+#include "virtio_blk.h"
+#include "virtio_net.h"
+#include "vm.h"
+#include "vm_state.h"
+#include "vm_stream.h"
+
+enum standby_phase {
+	SB_SYNCING,	/* receiving the initial copy: nothing to resume yet */
+	SB_PROTECTING,	/* a checkpoint is committed: ready to take over */
+	SB_TAKING_OVER, /* the primary is gone: loading the checkpoint */
+	SB_ACTIVE,	/* the guest runs here now */
+	SB_ENDED,	/* the primary's guest ended, or the stream broke: no takeover */
+};
+
+struct standby {
+	struct vm *vm;
+	struct repl_params p;
+	int sock;
+	int wake_fd; /* eventfd on the loop: take over now */
+	pthread_t rx, hb;
+	bool rx_started, hb_started;
+
+	pthread_mutex_t lock; /* everything below */
+	pthread_mutex_t send_lock;
+	enum standby_phase phase;
+	bool quit;		 /* the VM is ending: threads leave */
+	bool failover_requested; /* `ctl failover` */
+	uint64_t committed;	 /* last committed epoch (0: none) */
+	void *state;		 /* its STATE tree */
+	size_t state_len;
+	uint64_t last_rx_ns, takeover_ns;
+	struct stream_stats st;
+	char why[128];
+	struct epoch e; /* staging of the epoch being received */
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+static int send_msg(struct standby *sb, uint32_t type, uint64_t epoch)
+{
+	struct repl_msg m = {htole32(REPL_MSG_MAGIC), htole32(type), htole64(epoch)};
+	ssize_t n;
+
+	pthread_mutex_lock(&sb->send_lock);
+	do
+		n = send(sb->sock, &m, sizeof(m), MSG_NOSIGNAL);
+	while (n < 0 && errno == EINTR);
+	pthread_mutex_unlock(&sb->send_lock);
+	return n == sizeof(m) ? 0 : -EPIPE;
+}
+
+static void *heartbeat_thread(void *arg)
+{
+	struct standby *sb = arg;
+	unsigned interval_ms = sb->p.failover_timeout_ms / 4;
+
+	pthread_setname_np(pthread_self(), "standby-hb");
+	for (;;) {
+		struct timespec ts = {.tv_sec = interval_ms / 1000,
+				      .tv_nsec = (long)(interval_ms % 1000) * 1000000L};
+		uint64_t committed;
+		bool go_on;
+
+		nanosleep(&ts, NULL);
+		pthread_mutex_lock(&sb->lock);
+		go_on = !sb->quit && sb->phase <= SB_PROTECTING;
+		committed = sb->committed;
+		pthread_mutex_unlock(&sb->lock);
+		if (!go_on || send_msg(sb, REPL_MSG_HEARTBEAT, committed))
+			return NULL;
+	}
+}
+
+static int apply_disk(void *opaque, unsigned disk, uint32_t type, uint64_t offset, const void *data,
+		      uint64_t len)
+{
+	struct vm *vm = opaque;
+
+	return virtio_blk_replica_apply(vm->blks[disk], type, offset, data, len);
+}
+
+/* The staged epoch arrived whole: make it the standby's image, then acknowledge it. */
+static int commit(struct standby *sb)
+{
+	struct vm *vm = sb->vm;
+	void *old;
+	int ret;
+
+	ret = epoch_disk_foreach(sb->e.disk, sb->e.disk_len, vm->nr_blks, apply_disk, vm);
+	if (ret) {
+		pr_err("standby: epoch %llu: cannot apply its disk writes: %s",
+		       (unsigned long long)sb->e.seq, strerror(-ret));
+		return ret;
+	}
+	page_list_apply(&sb->e.pages, &vm->mem);
+	for (unsigned i = 0; sb->e.disk_len && i < vm->nr_blks; i++) {
+		ret = virtio_blk_replica_flush(vm->blks[i]);
+		if (ret) {
+			pr_err("standby: disk %u: flush: %s", i, strerror(-ret));
+			return ret;
+		}
+	}
+	pthread_mutex_lock(&sb->lock);
+	old = sb->state;
+	sb->state = sb->e.state; /* the epoch's tree becomes the committed one */
+	sb->state_len = sb->e.state_len;
+	sb->e.state = NULL;
+	sb->committed = sb->e.seq;
+	if (sb->phase == SB_SYNCING) {
+		sb->phase = SB_PROTECTING;
+		tcp_set_timeouts(sb->sock, (int)sb->p.failover_timeout_ms,
+				 (int)sb->p.failover_timeout_ms);
+		pr_info("standby: protecting (checkpoint %llu committed)",
+			(unsigned long long)sb->committed);
+	}
+	pthread_mutex_unlock(&sb->lock);
+	free(old);
+	return send_msg(sb, REPL_MSG_ACK, sb->e.seq);
+}
+
+/* The primary is gone (or `ctl failover`): hand over to the loop thread. */
+static void take_over(struct standby *sb, const char *why)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&sb->lock);
+	sb->phase = SB_TAKING_OVER;
+	sb->takeover_ns = now_ns();
+	snprintf(sb->why, sizeof(sb->why), "%s", why);
+	pthread_mutex_unlock(&sb->lock);
+	if (write(sb->wake_fd, &one, sizeof(one)) < 0) {
+	}
+}
+
+static void end_standby(struct standby *sb, int status, const char *why)
+{
+	pthread_mutex_lock(&sb->lock);
+	sb->phase = SB_ENDED;
+	snprintf(sb->why, sizeof(sb->why), "%s", why);
+	pthread_mutex_unlock(&sb->lock);
+	vm_request_stop(sb->vm, status ? VM_STOP_ERROR : VM_STOP_POWEROFF, status);
+}
+
+/* The replication stream, section by section, until it ends one way or another. */
+static void *rx_thread(void *arg)
+{
+	struct standby *sb = arg;
+	struct vm *vm = sb->vm;
+	uint64_t ram_pages = vm->mem.ram_size / GUEST_PAGE_SIZE, v;
+	uint32_t type;
+	uint64_t len;
+	int ret;
+
+	pthread_setname_np(pthread_self(), "standby-rx");
+	for (;;) {
+		ret = stream_read_section(sb->sock, &type, &len, &sb->st);
+		if (ret)
+			break;
+		pthread_mutex_lock(&sb->lock);
+		sb->last_rx_ns = now_ns();
+		pthread_mutex_unlock(&sb->lock);
+		switch (type) {
+		case STREAM_SEC_MEMORY:
+			/* Straight into RAM only while syncing: after a commit, pages come in
+			 * epochs. */
+			if (sb->committed) {
+				pr_err("standby: memory outside an epoch after a checkpoint");
+				ret = -EINVAL;
+			} else {
+				ret = stream_read_memory(sb->sock, len, &vm->mem, &sb->st);
+			}
+			break;
+		case STREAM_SEC_HEARTBEAT:
+			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
+			break;
+		case STREAM_SEC_EPOCH:
+			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
+			if (!ret && v != sb->committed + 1) {
+				pr_err("standby: epoch %llu after %llu", (unsigned long long)v,
+				       (unsigned long long)sb->committed);
+				ret = -EINVAL;
+			}
+			if (!ret)
+				ret = epoch_recv(sb->sock, v, ram_pages, &sb->e, &sb->st);
+			if (!ret)
+				ret = commit(sb);
+			break;
+		case STREAM_SEC_SHUTDOWN:
+			pr_info("standby: the primary's guest ended; nothing to take over");
+			shutdown(sb->sock, SHUT_RDWR);
+			end_standby(sb, 0, "the primary's guest ended");
+			return NULL;
+		default:
+			pr_err("standby: unexpected %s section", stream_section_name(type));
+			ret = -EINVAL;
+		}
+		if (ret)
+			break;
+	}
+	pthread_mutex_lock(&sb->lock);
+	bool quit = sb->quit, forced = sb->failover_requested;
+	uint64_t committed = sb->committed;
+	pthread_mutex_unlock(&sb->lock);
+	if (quit)
+		return NULL;
+	if (ret == -EINVAL && !forced) {
+		/* The primary is alive but its stream is wrong: do not race it for the guest. */
+		end_standby(sb, 1, "the replication stream is damaged");
+		pr_err("standby: damaged replication stream; giving up without taking over");
+		return NULL;
+	}
+	if (!committed) {
+		end_standby(sb, 1, "the primary went away before the first checkpoint");
+		pr_err("standby: the primary went away before the first checkpoint: nothing to "
+		       "resume");
+		return NULL;
+	}
+	take_over(sb, forced	       ? "failover requested"
+		      : ret == -EAGAIN ? "primary silent"
+				       : "primary connection lost");
+	return NULL;
+}
+
+/* On the loop thread: the checkpoint becomes the running guest. */
+static void on_takeover(void *opaque, uint32_t events)
+{
+	struct standby *sb = opaque;
+	struct vm *vm = sb->vm;
+	uint64_t v;
+	int ret;
+
+	(void)events;
+	if (read(sb->wake_fd, &v, sizeof(v)) < 0)
+		return;
+	ret = vm_state_load(vm, sb->state, KVM_STATE_CLOCK_ELAPSED);
+	if (ret) {
+		pr_err("standby: cannot load checkpoint %llu: %s",
+		       (unsigned long long)sb->committed, strerror(-ret));
+		end_standby(sb, 1, "the checkpoint would not load");
+		return;
+	}
+	/* Writes the checkpoint's guest was waiting on are on the replica: complete them. */
+	for (unsigned i = 0; i < vm->nr_blks; i++)
+		virtio_blk_release_completions(vm->blks[i], UINT64_MAX);
+	for (unsigned i = 0; i < vm->nr_nets; i++)
+		virtio_net_announce(vm->nets[i]);
+	if (vm_start(vm))
+		return;
+	pthread_mutex_lock(&sb->lock);
+	sb->phase = SB_ACTIVE;
+	uint64_t ms = (now_ns() - sb->takeover_ns) / 1000000ULL;
+	pthread_mutex_unlock(&sb->lock);
+	pr_warn(
+	    "standby: %s: took over from checkpoint %llu (%llu ms to load); the guest runs here "
+	    "now, unprotected",
+	    sb->why, (unsigned long long)sb->committed, (unsigned long long)ms);
+}
+
+static void standby_quit(struct vm *vm)
+{
+	struct standby *sb = vm->standby;
+
+	pthread_mutex_lock(&sb->lock);
+	sb->quit = true;
+	pthread_mutex_unlock(&sb->lock);
+	shutdown(sb->sock, SHUT_RDWR);
+	if (sb->rx_started)
+		pthread_join(sb->rx, NULL);
+	if (sb->hb_started)
+		pthread_join(sb->hb, NULL);
+	sb->rx_started = sb->hb_started = false;
+	/* After a takeover this VM may have a standby of its own. */
+	replicate_stop(vm);
+}
+
+void standby_request_failover(struct vm *vm)
+{
+	struct standby *sb = vm->standby;
+
+	if (!sb)
+		return;
+	pthread_mutex_lock(&sb->lock);
+	sb->failover_requested = true;
+	pthread_mutex_unlock(&sb->lock);
+	shutdown(sb->sock, SHUT_RDWR);
+}
+
+void standby_get_status(struct vm *vm, struct standby_status *s)
+{
+	struct standby *sb = vm->standby;
+	static const char *const names[] = {"syncing", "protecting", "taking over", "active",
+					    "ended"};
+
+	memset(s, 0, sizeof(*s));
+	if (!sb)
+		return;
+	pthread_mutex_lock(&sb->lock);
+	snprintf(s->phase, sizeof(s->phase), "%s", names[sb->phase]);
+	s->committed = sb->committed;
+	s->bytes = sb->st.bytes;
+	s->since_rx_ms = sb->last_rx_ns ? (now_ns() - sb->last_rx_ns) / 1000000ULL : 0;
+	s->active = sb->phase == SB_ACTIVE;
+	pthread_mutex_unlock(&sb->lock);
+}
+
+int standby_main(struct vm_options *opts)
+{
+	struct standby sb = {.sock = -1, .wake_fd = -1};
+	struct vm vm;
+	char err[512];
+	int lfd, ret, status;
+
+	replicate_params_from_options(opts, &sb.p);
+	lfd = tcp_listen(opts->listen);
+	if (lfd < 0) {
+		if (lfd != -EINVAL)
+			pr_err("--listen %s: %s", opts->listen, strerror(-lfd));
+		return 2;
+	}
+	pr_info("standby: waiting for a primary on %s", opts->listen);
+	sb.sock = tcp_accept(lfd);
+	close(lfd);
+	if (sb.sock < 0) {
+		pr_err("standby: accept: %s", strerror(-sb.sock));
+		return 1;
+	}
+	/* Until the first checkpoint, slowness is not death; after it, silence is. */
+	tcp_set_timeouts(sb.sock, REPL_SYNC_TIMEOUT_MS, REPL_SYNC_TIMEOUT_MS);
+	if (vm_stream_recv_config(sb.sock, opts, &sb.st, err, sizeof(err))) {
+		pr_err("standby: %s", err);
+		close(sb.sock);
+		return 1;
+	}
+	if (vm_create(&vm, opts)) {
+		close(sb.sock);
+		return vm.input_error ? 2 : 1;
+	}
+	pthread_mutex_init(&sb.lock, NULL);
+	pthread_mutex_init(&sb.send_lock, NULL);
+	sb.vm = &vm;
+	sb.phase = SB_SYNCING;
+	vm.standby = &sb;
+	vm.on_stop = standby_quit;
+	sb.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	ret = sb.wake_fd < 0 ? -errno
+			     : event_loop_add(&vm.loop, sb.wake_fd, EPOLLIN, on_takeover, &sb);
+	if (!ret)
+		ret = -pthread_create(&sb.rx, NULL, rx_thread, &sb);
+	sb.rx_started = !ret;
+	if (!ret)
+		sb.hb_started = pthread_create(&sb.hb, NULL, heartbeat_thread, &sb) == 0;
+	if (ret) {
+		pr_err("standby: %s", strerror(-ret));
+		vm_request_stop(&vm, VM_STOP_ERROR, 1);
+	}
+	pr_info("standby: syncing from the primary");
+	(void)vm_loop(&vm);
+	status = vm.exit_status;
+	vm_destroy(&vm);
+	if (sb.sock >= 0)
+		close(sb.sock);
+	if (sb.wake_fd >= 0)
+		close(sb.wake_fd);
+	epoch_free(&sb.e);
+	free(sb.state);
+	pthread_mutex_destroy(&sb.lock);
+	pthread_mutex_destroy(&sb.send_lock);
+	return status;
+}
