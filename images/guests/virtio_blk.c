@@ -7,6 +7,10 @@
  *               read them back and compare (default)
  *   mode=verify only read and compare (the pattern a previous rw run wrote)
  *   mode=ro     the disk must be read-only: writes fail with IOERR, reads work
+ *   mode=log    a write log for replication tests: write `sectors` sectors 8
+ *               at a time (4 KiB blocks) in order, one every interval_ms,
+ *               flush every 8 blocks, print `virtio_blk: acked block=<k>`
+ *               as each completes, then read everything back and compare
  *   sectors=N   how many 512-byte sectors (default 2048 = 1 MiB)
  *   seed=N      pattern seed (default 1)
  * First line: `virtio_blk: disk=<n> capacity=<sectors> ro=<0|1> serial=<id>`.
@@ -194,6 +198,37 @@ static int stream(bool write, uint64_t seed, uint64_t sectors, uint64_t *h)
 	return 0;
 }
 
+/*
+ * mode=log: one 4 KiB write at a time, each acknowledged on the console
+ * only once the device completed it, so a test can check that every block
+ * the outside world saw acknowledged is on the disk, whatever happened to
+ * the host in between.
+ */
+static int write_log(uint64_t seed, uint64_t sectors, uint64_t interval_ms)
+{
+	uint64_t next = rdtsc();
+	uint32_t used;
+	int st;
+
+	for (uint64_t s = 0, k = 0; s < sectors; s += 8, k++) {
+		uint32_t n = sectors - s < 8 ? (uint32_t)(sectors - s) : 8;
+
+		while (rdtsc() < next)
+			cpu_relax();
+		next += interval_ms * tsc_khz();
+		fill_pattern(data, seed, s, n);
+		st = one(BLK_T_OUT, s, data, n * SECTOR, &used);
+		if (st == BLK_S_OK && k % 8 == 7)
+			st = one(BLK_T_FLUSH, 0, NULL, 0, &used);
+		if (st != BLK_S_OK) {
+			printf("virtio_blk: FAIL log write of block %lu: status %d\n", k, st);
+			return -1;
+		}
+		printf("virtio_blk: acked block=%lu\n", k);
+	}
+	return 0;
+}
+
 int main(const char *cmdline)
 {
 	uint64_t want = (1ULL << BLK_F_SEG_MAX) | (1ULL << BLK_F_RO) | (1ULL << BLK_F_BLKSIZE) |
@@ -209,8 +244,9 @@ int main(const char *cmdline)
 
 	(void)cmdline;
 	cmdline_get_str("mode", mode, sizeof(mode));
-	if (strcmp(mode, "rw") && strcmp(mode, "verify") && strcmp(mode, "ro")) {
-		printf("virtio_blk: FAIL mode= must be rw, verify or ro\n");
+	if (strcmp(mode, "rw") && strcmp(mode, "verify") && strcmp(mode, "ro") &&
+	    strcmp(mode, "log")) {
+		printf("virtio_blk: FAIL mode= must be rw, verify, ro or log\n");
 		return KIT_EXIT_USAGE;
 	}
 	if (virtio_find_nth(VIRTIO_ID_BLOCK, disk, &dev)) {
@@ -272,6 +308,12 @@ int main(const char *cmdline)
 		printf("virtio_blk: ok mode=ro bytes=%u fnv=0x%016lx write refused\n", SECTOR, h);
 		return KIT_EXIT_OK;
 	}
+	if (!strcmp(mode, "log") && ro) {
+		printf("virtio_blk: FAIL the disk is read-only\n");
+		return KIT_EXIT_FAIL;
+	}
+	if (!strcmp(mode, "log") && write_log(seed, sectors, cmdline_get_u64("interval_ms", 10)))
+		return KIT_EXIT_FAIL;
 	if (!strcmp(mode, "rw")) {
 		if (ro) {
 			printf("virtio_blk: FAIL the disk is read-only\n");
