@@ -11,7 +11,7 @@ WARN       := -Wall -Wextra -Werror -Wno-missing-field-initializers
 CFLAGS     ?= -O2 -g
 CFLAGS     += -std=gnu11 $(WARN) -Iinclude -D_GNU_SOURCE -DVMM_VERSION=\"$(VERSION)\" -pthread
 SANFLAGS   := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
-LDLIBS     := -lfdt -lxxhash -pthread
+LDLIBS     := -lfdt -lxxhash -lcurl -pthread
 
 # Every .c under these folders is part of the monitor; main.c holds only main().
 LIB_SRCS   := $(sort $(filter-out vmm/main.c,$(wildcard vmm/*.c devices/*.c replication/*.c)))

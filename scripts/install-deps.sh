@@ -11,6 +11,7 @@ PKGS=(
 	qemu-system-x86                         # nested Linux harness and the benchmark peer
 	busybox-static cpio xz-utils zstd kmod  # initramfs building, module unpacking
 	e2fsprogs iproute2 procps psmisc python3
+	etcd-server etcd-client libcurl4-openssl-dev  # split-brain witness: etcd lease over its v3 JSON gateway (libcurl)
 )
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo
