@@ -1,0 +1,619 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Live migration of a real Linux guest (Debian's kernel through PVH, `quiet`)
+# between two L1 hosts of the harness, a and b, on one Ethernet segment,
+# while it writes files in a loop:
+#
+#   storage   shared, as vmm assumes: one ext4 image, made on the outer
+#             machine with mke2fs, hard-linked into both hosts' 9p shares,
+#             so a and b open the very same file at /share/disk.img (9p
+#             without a cache: every write reaches the file, every read
+#             comes from it, like NFS); the test checks the inodes match
+#   network   on each host br0 joins eth0 (the segment) and tap0; the guest
+#             is 10.0.3.10 with a fixed MAC, a is 10.0.3.1, b is 10.0.3.2
+#   clocks    the hosts' clocks start from their emulated RTCs (1 s steps),
+#             so b's clock is first set to a's over the segment (seqload
+#             timesync, NTP-style): migration hosts run NTP, and a guest
+#             clock jump then is vmm's, not the hosts' skew
+#   workload  in L2, seqload (compiled here) waits for two TCP clients (one
+#             on a, one on b), then writes "seq N rt=REALTIME mono=MONOTONIC"
+#             every 100 ms: appended to /seq.txt and fsynced, as a new file
+#             /d/N, to hvc0 (a file in /tmp of the host it runs on) and to
+#             both TCP connections; the clients stamp each line with their
+#             host's CLOCK_REALTIME
+#   migrate   once the guest has written seq 40: `vmm ctl migrate 10.0.3.2:7000` on
+#             a, where b runs `vmm run --incoming 0.0.0.0:7000`; ctl reports
+#             "migrated" with the downtime, a's vmm exits 0, b's status says
+#             running
+#   checks    hvc0 on a then on b is seq 1..COUNT, no gap or repeat; the
+#             guest clock tracks wall time: line to line it never steps back,
+#             nor by 5 s or more (a slowed guest's real gaps reach 2 s here),
+#             and its offset from the
+#             hosts' clocks (every 10th line goes to ttyS0 too, stamped by the
+#             host it runs on) after the migration is within 1 s of the offset
+#             before (vmm loads the clock with the elapsed wall time); the
+#             guest powers off on b (vmm exits 0), e2fsck -fn on the image is
+#             clean, /seq.txt is 1..COUNT and /d holds COUNT files; both TCP
+#             connections survived: each client got 1..COUNT once, then the
+#             guest's close. The network checks come last, so that a broken
+#             network still shows how the rest went.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+COUNT=${MIGRATE_COUNT:-200} # lines the workload writes, 100 ms apart
+MIG_AT=40                   # migrate once the guest has written this line
+MIG_ARGS=${MIGRATE_ARGS:-}  # extra `vmm ctl migrate` options
+
+nested_init migrate
+nested_require_vmm
+[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
+for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
+	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
+done
+command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+t_start=$SECONDS
+
+# ------------------------------------------------------------------ workload
+cat >"$NESTED_WORK/seqload.c" <<'C'
+/* seqload: the guest workload and the host tools of the nested snapshot and
+ * migration tests (one copy in each test script; keep them the same).
+ *
+ * seqload run PORT NCLIENTS COUNT INTERVAL_MS FILE [DIR]
+ *	(L2) listen on PORT, wait for NCLIENTS connections, then COUNT times,
+ *	INTERVAL_MS apart: the line "seq N rt=REALTIME mono=MONOTONIC" appended
+ *	to FILE and fsynced, written to DIR/N (if DIR), to /dev/hvc0 and to every
+ *	client. Progress and errors as "L2: ..." lines on stdout.
+ * seqload client HOST PORT SECONDS
+ *	(L1) connect (retrying for SECONDS), print each line received as
+ *	"RECEIVED-REALTIME LINE", then "client: eof after N lines" (the guest
+ *	closed) or "client: error ...".
+ * seqload stamp
+ *	(L1) copy stdin to stdout, each line prefixed by "[REALTIME] ".
+ * seqload timeserve PORT SECONDS
+ *	(L1) answer UDP requests with this host's CLOCK_REALTIME for SECONDS.
+ * seqload timesync HOST PORT [set]
+ *	(L1) NTP-style: 40 requests, the offset of HOST's clock from ours seen by
+ *	the fastest one; "set" steps our clock by it and measures again. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double clk(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t rt_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int die(const char *what)
+{
+	printf("L2: FAIL %s: %s\n", what, strerror(errno));
+	return 1;
+}
+
+static int writeall(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int run(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	int port, nclients, count, interval, lfd, fd, hvc, one = 1, cl[8];
+	const char *dir;
+
+	if (argc < 7)
+		return 2;
+	port = atoi(argv[2]);
+	nclients = atoi(argv[3]);
+	count = atoi(argv[4]);
+	interval = atoi(argv[5]);
+	dir = argc > 7 ? argv[7] : NULL;
+	if (nclients > 8)
+		return 2;
+	fd = open(argv[6], O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd < 0)
+		return die(argv[6]);
+	hvc = open("/dev/hvc0", O_WRONLY | O_NOCTTY);
+	if (hvc < 0)
+		return die("/dev/hvc0");
+	if (dir && mkdir(dir, 0755) && errno != EEXIST)
+		return die(dir);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)port);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 8))
+		return die("listen");
+	printf("L2: listening on %d for %d clients\n", port, nclients);
+	fflush(stdout);
+	for (int i = 0; i < nclients; i++) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+
+		if (poll(&p, 1, 120000) != 1)
+			return die("no client within 120 s");
+		cl[i] = accept(lfd, NULL, NULL);
+		if (cl[i] < 0)
+			return die("accept");
+		setsockopt(cl[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	printf("L2: %d clients connected, %d lines every %d ms\n", nclients, count, interval);
+	fflush(stdout);
+	for (int n = 1; n <= count; n++) {
+		char line[128], path[256];
+		int len = snprintf(line, sizeof(line), "seq %d rt=%.6f mono=%.6f\n", n,
+				   clk(CLOCK_REALTIME), clk(CLOCK_MONOTONIC));
+
+		if (writeall(fd, line, (size_t)len) || fsync(fd))
+			return die("append to the file");
+		if (dir) {
+			int f;
+
+			snprintf(path, sizeof(path), "%s/%d", dir, n);
+			f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (f < 0 || writeall(f, line, (size_t)len) || close(f))
+				return die(path);
+		}
+		if (writeall(hvc, line, (size_t)len))
+			return die("write to /dev/hvc0");
+		for (int i = 0; i < nclients; i++) {
+			if (cl[i] >= 0 && writeall(cl[i], line, (size_t)len)) {
+				printf("L2: FAIL client %d: write of seq %d: %s\n", i, n,
+				       strerror(errno));
+				close(cl[i]);
+				cl[i] = -1;
+			}
+		}
+		if (n % 10 == 0) {
+			printf("L2: at %s", line);
+			fflush(stdout);
+		}
+		usleep((useconds_t)interval * 1000);
+	}
+	if (dir) {
+		int d = open(dir, O_RDONLY | O_DIRECTORY);
+
+		if (d < 0 || fsync(d) || close(d))
+			return die("fsync of the directory");
+	}
+	for (int i = 0; i < nclients; i++)
+		if (cl[i] >= 0)
+			close(cl[i]);
+	printf("L2: wrote %d lines\n", count);
+	return 0;
+}
+
+static int client(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	char buf[65536];
+	size_t len = 0;
+	long lines = 0;
+	time_t end;
+	int fd;
+
+	if (argc < 5)
+		return 2;
+	a.sin_port = htons((uint16_t)atoi(argv[3]));
+	if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1)
+		return 2;
+	end = time(NULL) + atoi(argv[4]);
+	for (;;) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		close(fd);
+		if (time(NULL) >= end) {
+			printf("client: error: cannot connect: %s\n", strerror(errno));
+			return 1;
+		}
+		usleep(200000);
+	}
+	printf("client: connected\n");
+	fflush(stdout);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		double now = clk(CLOCK_REALTIME);
+		char *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				printf("client: error after %ld lines: %s\n", lines, strerror(errno));
+			else
+				printf("client: eof after %ld lines%s\n", lines,
+				       len ? " (and a partial line)" : "");
+			return n < 0;
+		}
+		len += (size_t)n;
+		while ((nl = memchr(buf, '\n', len))) {
+			*nl = 0;
+			printf("%.6f %s\n", now, buf);
+			lines++;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+		fflush(stdout);
+		if (len == sizeof(buf)) {
+			printf("client: error: line too long\n");
+			return 1;
+		}
+	}
+}
+
+static int stamp(void)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		printf("[%.6f] %s", clk(CLOCK_REALTIME), line);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int udp(const char *host, int port, struct sockaddr_in *a)
+{
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (host && inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		return -1;
+	return socket(AF_INET, SOCK_DGRAM, 0);
+}
+
+static int timeserve(int argc, char **argv)
+{
+	struct sockaddr_in a, from;
+	struct timeval tv = {.tv_sec = 1};
+	time_t end;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(NULL, atoi(argv[2]), &a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		return perror("timeserve"), 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	end = time(NULL) + atoi(argv[3]);
+	while (time(NULL) < end) {
+		socklen_t fl = sizeof(from);
+		int64_t req;
+
+		if (recvfrom(fd, &req, sizeof(req), 0, (struct sockaddr *)&from, &fl) != sizeof(req))
+			continue;
+		int64_t reply[2] = {req, rt_ns()};
+		sendto(fd, reply, sizeof(reply), 0, (struct sockaddr *)&from, fl);
+	}
+	return 0;
+}
+
+/* Offset (ns) of the server's clock from ours, from the fastest of 40 exchanges. */
+static int measure(int fd, struct sockaddr_in *a, int64_t *offset, int64_t *rtt)
+{
+	int got = 0;
+
+	*rtt = INT64_MAX;
+	for (int i = 0; i < 40; i++) {
+		int64_t t0 = rt_ns(), reply[2], t1;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		sendto(fd, &t0, sizeof(t0), 0, (struct sockaddr *)a, sizeof(*a));
+		while (poll(&p, 1, 500) == 1) {
+			if (recv(fd, reply, sizeof(reply), 0) == sizeof(reply) && reply[0] == t0)
+				break;
+			reply[0] = 0;
+		}
+		t1 = rt_ns();
+		if (reply[0] == t0 && t1 - t0 < *rtt) {
+			*rtt = t1 - t0;
+			*offset = reply[1] - (t0 + t1) / 2;
+			got++;
+		}
+		usleep(20000);
+	}
+	return got ? 0 : -1;
+}
+
+static int timesync(int argc, char **argv)
+{
+	struct sockaddr_in a;
+	int64_t off, rtt;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(argv[2], atoi(argv[3]), &a);
+	if (fd < 0 || measure(fd, &a, &off, &rtt))
+		return printf("timesync: no answer from %s\n", argv[2]), 1;
+	printf("timesync: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6, (double)rtt / 1e6);
+	if (argc > 4 && !strcmp(argv[4], "set")) {
+		int64_t t = rt_ns() + off;
+		struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+
+		if (clock_settime(CLOCK_REALTIME, &ts))
+			return perror("clock_settime"), 1;
+		if (measure(fd, &a, &off, &rtt))
+			return printf("timesync: no answer from %s\n", argv[2]), 1;
+		printf("timesync: after set: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6,
+		       (double)rtt / 1e6);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 2;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		rc = run(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "client"))
+		rc = client(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "stamp"))
+		rc = stamp();
+	else if (argc > 1 && !strcmp(argv[1], "timeserve"))
+		rc = timeserve(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "timesync"))
+		rc = timesync(argc, argv);
+	if (rc == 2)
+		fprintf(stderr, "usage: see the comment at the top of seqload.c\n");
+	return rc;
+}
+C
+cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_WORK/seqload.c" ||
+	nested_fail "cannot build seqload"
+
+# ------------------------------------------------------------------ L2 script
+cat >"$NESTED_WORK/mig.sh" <<'L2'
+# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
+say() { echo "L2: $*"; }
+count=0
+for a in $(cat /proc/cmdline); do
+	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
+done
+say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+ip addr add 10.0.3.10/24 dev eth0
+ip link set eth0 up
+mount -t ext4 /dev/vda /mnt || { say "FAIL mount /dev/vda"; exit 1; }
+/bin/seqload run 7001 2 "$count" 100 /mnt/seq.txt /mnt/d
+rc=$?
+umount /mnt || { say "FAIL umount"; rc=1; }
+say "done rc=$rc"
+exit $rc
+L2
+
+# ------------------------------------------------------------------ images, hosts
+nested_l2_initrd "$NESTED_WORK/l2.cpio" --extra-modules "ext4 crc32c_generic" \
+	--add "$NESTED_WORK/mig.sh:/mig.sh" --add-bin "$NESTED_WORK/seqload:/bin/seqload"
+nested_build_l1 --add "$NESTED_WORK/l2.cpio:/l2/initrd.cpio" \
+	--add-bin "$NESTED_WORK/seqload:/usr/bin/seqload"
+rm -f "$NESTED_WORK/disk.img"
+truncate -s 64M "$NESTED_WORK/disk.img"
+/usr/sbin/mke2fs -q -t ext4 -L migtest "$NESTED_WORK/disk.img" || nested_fail "mke2fs failed"
+
+nested_segment lan a b
+nested_host_start a
+nested_host_start b
+for h in a b; do nested_ready "$h" 240 || nested_fail "L1 host $h did not come up (status $?)"; done
+echo "L1: a and b ready $(nested_elapsed b) s after QEMU start"
+nested_share a "$NESTED_VMLINUX" vmlinux
+nested_share a "$NESTED_WORK/disk.img" disk.img
+nested_share b "$NESTED_WORK/disk.img" disk.img
+ia=$(stat -c %i "$NESTED_WORK/hosts/a/share/disk.img")
+ib=$(stat -c %i "$NESTED_WORK/hosts/b/share/disk.img")
+[ "$ia" = "$ib" ] && [ "$ia" = "$(stat -c %i "$NESTED_WORK/disk.img")" ] ||
+	nested_fail "the disk image is not one file in both shares (inodes $ia, $ib): no shared storage"
+ino=$(nested_exec a 'stat -c %i /share/disk.img') && [ "$ino" = "$(nested_exec b 'stat -c %i /share/disk.img')" ] ||
+	nested_fail "a and b see different files at /share/disk.img"
+for h in a:10.0.3.1 b:10.0.3.2; do
+	out=$(nested_exec "${h%:*}" "set -e
+echo 8 >/proc/sys/kernel/printk
+sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip tuntap add tap0 mode tap
+ip link add br0 type bridge
+ip link set eth0 master br0
+ip link set tap0 master br0
+ip link set eth0 up
+ip link set tap0 up
+ip link set br0 up
+ip addr add ${h#*:}/24 dev br0") || nested_fail "network set-up on ${h%:*} failed: $out"
+done
+out=$(nested_exec b 'ping -c 2 -W 5 10.0.3.1') || nested_fail "b cannot ping a over the segment: $out"
+echo "ok: shared storage (one inode at /share/disk.img on a and b), br0 with eth0 + tap0 on both hosts"
+
+nested_spawn a timeserve 'seqload timeserve 7100 30'
+out=$(nested_exec b 'seqload timesync 10.0.3.1 7100 set') || nested_fail "clock sync of b to a failed: $out"
+echo "$out" | sed 's/^/  b: /'
+skew=$(echo "$out" | awk '/after set/ { sub(/^\+/, "", $5); print $5 }')
+awk -v s="$skew" 'BEGIN { exit !(s != "" && s > -20 && s < 20) }' || nested_fail "b's clock is not within 20 ms of a's: $out"
+echo "ok: b's clock set to a's (residual $skew ms)"
+
+# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
+# (at the start of a line, or after a client's or the serial stamp).
+seq_check() {
+	awk '{ sub(/^[0-9.]+ /, ""); sub(/^\[[0-9.]+\] L2: at /, "") } /^seq [0-9]+ rt=/ {
+		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
+		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }' "$1"
+}
+# clock_steps FILE: the largest step and the smallest of the guest's realtime and
+# monotonic between consecutive lines, and the steps from seq K to K+1:
+# "max-rt min-rt max-mono min-mono rt-at-K mono-at-K"
+clock_steps() {
+	tr -d '\r' <"$1" | awk -v k="$2" '/^seq [0-9]+ rt=[0-9.]+ mono=[0-9.]+$/ {
+		g = substr($3, 4); m = substr($4, 6)
+		if (c++) { dg = g - pg; dm = m - pm
+			if (c == 2 || dg > xg) xg = dg; if (c == 2 || dg < ng) ng = dg
+			if (c == 2 || dm > xm) xm = dm; if (c == 2 || dm < nm) nm = dm
+			if ($2 == k + 1) { kg = dg; km = dm } }
+		pg = g; pm = m } END { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", xg, ng, xm, nm, kg, km }'
+}
+# offsets FILE... : guest realtime - host realtime of the serial "L2: at seq N rt=" lines
+# (stamped by the host when they came out of vmm): "N OFFSET" per line
+offsets() {
+	tr -d '\r' <"$1" | awk '/^\[[0-9.]+\] L2: at seq [0-9]+ rt=/ {
+		h = substr($1, 2) + 0; printf "%d %.3f\n", $5, substr($6, 4) - h }'
+}
+wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
+	local end=$((SECONDS + $3))
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
+		[ $SECONDS -lt $end ] || return 124
+		sleep 0.2
+	done
+}
+# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
+vmm_spawn() {
+	local host=$1 job=$2
+	shift 2
+	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
+}
+
+# ------------------------------------------------------------------ run on a
+vmm_spawn b dst run --incoming 0.0.0.0:7000 --control /tmp/ctl.sock -v
+dst=$(nested_job_out b dst)
+wait_re "$dst" 'waiting for a migration' 30 || nested_fail "b's vmm --incoming did not start (status $?): $(cat "$dst")"
+vmm_spawn a src run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
+	--cmdline "console=ttyS0 run=/mig.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
+	--disk /share/disk.img,serial=mig0 --net tap=tap0,mac=52:54:00:12:34:56 \
+	--console hvc,path=/tmp/hvc.log --rng --control /tmp/ctl.sock -v
+src=$(nested_job_out a src)
+t_vmm=$SECONDS
+wait_re "$src" 'L2: listening' 150 || nested_fail "the L2 workload did not start on a (status $?): $(tail -n 20 "$src")"
+echo "L2: workload listening on a $((SECONDS - t_vmm)) s after vmm start"
+nested_spawn a client 'seqload client 10.0.3.10 7001 30'
+nested_spawn b client 'seqload client 10.0.3.10 7001 30'
+cla=$(nested_job_out a client)
+clb=$(nested_job_out b client)
+wait_re "$src" "L2: at seq $MIG_AT " 60 || nested_fail "L2 did not reach seq $MIG_AT on a (status $?): $(tail -n 10 "$src")"
+for c in "$cla" "$clb"; do
+	grep -q ' seq 10 rt=' "$c" || nested_fail "a client does not receive the guest's lines: $(tail -n 3 "$c")"
+done
+
+# ------------------------------------------------------------------ migrate
+t_mig=$SECONDS
+rc=0
+# shellcheck disable=SC2086 # MIG_ARGS is a list of options
+ctl=$(nested_exec a --timeout 120 "vmm ctl /tmp/ctl.sock migrate 10.0.3.2:7000 $MIG_ARGS") || rc=$?
+echo "$ctl" | sed 's/^/  ctl: /'
+[ $rc = 0 ] || nested_fail "vmm ctl migrate failed (status $rc): $(tail -n 10 "$src"; tail -n 10 "$dst")"
+mig=$(echo "$ctl" | grep -m1 '^migrated to 10.0.3.2:7000: ') || nested_fail "ctl did not report the migration"
+downtime=$(echo "$mig" | sed -n 's/.*downtime \([0-9.]*\) ms$/\1/p')
+[ -n "$downtime" ] || nested_fail "no downtime in: $mig"
+rc=0
+nested_job_wait a src 30 || rc=$?
+cp "$src" "$NESTED_WORK/src.log"
+[ $rc = 0 ] || nested_fail "a's vmm did not end after the migration (status $rc): $(tail -n 10 "$src")"
+grep -q 'VMM: exit 0$' "$src" || nested_fail "a's vmm did not exit 0 after the migration: $(tail -n 10 "$src")"
+wait_re "$dst" 'incoming migration complete' 10 || nested_fail "b's vmm does not run the guest: $(tail -n 20 "$dst")"
+st=$(nested_exec b 'vmm ctl /tmp/ctl.sock status') || nested_fail "ctl status on b: $st"
+echo "$st" | grep -q '^state: running$' || nested_fail "status on b: $st"
+echo "ok: migrated a -> b in $((SECONDS - t_mig)) s, downtime $downtime ms; a's vmm exited 0, b's status: running"
+# For the network checks at the end: the device's and the tap's counters on b, a bit later,
+# and whether b reaches the guest.
+wait_re "$dst" "L2: at seq $(((MIG_AT / 10 + 6) * 10)) " 60 || nested_fail "the guest does not go on on b (status $?): $(tail -n 10 "$dst")"
+diag=$(nested_exec b --timeout 30 'vmm ctl /tmp/ctl.sock status | grep "^net"
+ip -s link show tap0 | sed -n "3,6p" | tr -s " " | tr "\n" " "; echo
+ping -c 2 -W 2 10.0.3.10 | grep transmitted
+vmm ctl /tmp/ctl.sock status | grep "^net"' 2>&1) || true
+
+rc=0
+nested_job_wait b dst 150 || rc=$?
+cp "$dst" "$NESTED_WORK/dst.log"
+[ $rc = 0 ] || nested_fail "b's vmm did not finish (status $rc): $(tail -n 20 "$dst")"
+grep -q 'VMM: exit 0$' "$dst" || nested_fail "b's vmm did not exit 0: $(tail -n 20 "$dst")"
+grep -q 'L2: done rc=0' "$dst" || nested_fail "the L2 script failed on b: $(tail -n 20 "$dst")"
+tr -d '\r' <"$src" | grep -v 'L2: at seq' | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  a: \1/p'
+tr -d '\r' <"$dst" | grep -v 'L2: at seq' | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  b: \1/p'
+if grep -hE '^\[[ 0-9.]*\] vmm: .*(error|warn|fail)' "$src" "$dst" >&2; then
+	nested_fail "vmm logged errors or warnings (above)"
+fi
+
+# Console: a's part, then b's, one unbroken sequence.
+for h in a b; do nested_exec "$h" 'cp /tmp/hvc.log /share/hvc.log' >/dev/null || nested_fail "no hvc0 file on $h"; done
+cat "$NESTED_WORK/hosts/a/share/hvc.log" "$NESTED_WORK/hosts/b/share/hvc.log" >"$NESTED_WORK/hvc.log"
+read -r _ k _ sa <<<"$(seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
+read -r fb lb nb _ <<<"$(seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] && [ "$sa" = ok ] && [ "$nb" -ge 50 ] ||
+	nested_fail "hvc0 across the migration: seq $f..$l, $n lines, $s (a: ..$k $sa; b: $fb..$lb, $nb lines)"
+echo "ok: hvc0: seq 1..$k on a, $fb..$lb on b: 1..$COUNT with no gap or repeat"
+
+# Clock. In the console lines: the guest's own steps, line to line.
+read -r xg ng xm nm kg km <<<"$(clock_steps "$NESTED_WORK/hvc.log" "$k")"
+# Against the hosts' clocks (b's set to a's): the serial lines, stamped by the host
+# they came out of.
+read -r offb offa spread <<<"$({ offsets "$src"; offsets "$dst"; } | awk -v k="$k" '
+	$1 <= k { b += $2; nb++ } $1 > k + 10 { a += $2; na++; if (na == 1 || $2 < lo) lo = $2; if (na == 1 || $2 > hi) hi = $2 }
+	END { printf "%.3f %.3f %.3f\n", nb ? b / nb : 0, na ? a / na : 0, hi - lo }')"
+jump=$(awk -v a="$offa" -v b="$offb" 'BEGIN { printf "%.3f", a - b }')
+echo "  clock: the guest's realtime stepped $kg s (monotonic $km s) from seq $k to $((k + 1)), across $downtime ms" \
+	"of downtime; line to line $ng..$xg s (monotonic $nm..$xm s); guest - host offset $offb s on a, $offa s on b" \
+	"(spread $spread s)"
+awk -v a="$ng" -v b="$nm" -v c="$xg" -v d="$xm" -v t="$downtime" \
+	'BEGIN { exit !(a >= 0 && b >= 0 && c < 5 && d < 5) }' ||
+	nested_fail "guest clock stepped back or jumped between lines: realtime $ng..$xg s, monotonic $nm..$xm s (downtime $downtime ms)"
+awk -v j="$jump" -v s="$spread" 'BEGIN { exit !(j > -1 && j < 1 && s < 0.5) }' ||
+	nested_fail "guest clock does not track the hosts' after the migration: offset moved $jump s, spread $spread s"
+echo "ok: guest clock tracks wall time through the migration: its offset from the hosts' clock moved $jump s;" \
+	"+$kg s across the hand-over, never back, at most $xg s between lines"
+
+# Disk: clean, every line and file there.
+fsck=$(/usr/sbin/e2fsck -fn "$NESTED_WORK/disk.img" 2>&1) && rc=0 || rc=$?
+echo "$fsck" | sed 's/^/  e2fsck: /'
+[ $rc = 0 ] && echo "$fsck" | grep -q 'migtest: .* files' || nested_fail "e2fsck -fn on the shared image is not clean (status $rc)"
+/usr/sbin/debugfs -R "cat /seq.txt" "$NESTED_WORK/disk.img" >"$NESTED_WORK/seq.txt" 2>/dev/null
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/seq.txt")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "seq.txt on the image: seq $f..$l, $n lines, $s (want 1..$COUNT)"
+files=$(/usr/sbin/debugfs -R "ls -p /d" "$NESTED_WORK/disk.img" 2>/dev/null | awk -F/ '$6 ~ /^[0-9]+$/ { n++ } END { print n + 0 }')
+[ "$files" = "$COUNT" ] || nested_fail "/d on the image holds $files files, want $COUNT"
+echo "ok: e2fsck -fn clean after poweroff on b; /seq.txt holds seq 1..$COUNT and /d $files files"
+# Network: both TCP connections survived, every line arrived once.
+for h in a b; do
+	nested_job_wait "$h" client 20 || nested_job_kill "$h" client KILL >/dev/null 2>&1 || true
+	cp "$(nested_job_out "$h" client)" "$NESTED_WORK/client-$h.log"
+done
+for h in a b; do
+	c=$NESTED_WORK/client-$h.log
+	read -r f l n s <<<"$(seq_check "$c")"
+	grep -q "^client: eof after $COUNT lines$" "$c" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$s" = ok ] ||
+		nested_fail "TCP stream to $h's client: seq $f..$l, $n lines, $s$(grep '^client: e' "$c" | sed 's/^/; /')" \
+			"(the guest left a after seq $k); on b after the migration: $diag"
+done
+echo "ok: both TCP connections (clients on a and on b) survived: seq 1..$COUNT each, closed by the guest at the end"
+nested_stop a 30 || true
+nested_stop b 30 || true
+echo "time: $((SECONDS - t_start)) s"

@@ -1,0 +1,603 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Snapshot and restore of a real Linux guest (Debian's kernel through PVH,
+# `quiet`) with a virtio disk, network card and console, on one L1 host:
+#
+#   workload  in L2, seqload (compiled here) writes "seq N rt=REALTIME
+#             mono=MONOTONIC" every 100 ms: appended to /seq.txt on an ext4
+#             disk (made in L1 with mke2fs) and fsynced, then to hvc0 (a file
+#             in L1) and to a TCP connection that a client in L1 holds open;
+#             every 10th line also on ttyS0, where L1 stamps it with its clock
+#   snapshot  once the guest has written seq 30: `vmm ctl snapshot FILE --stop`;
+#             vmm exits 0, the file exists; a copy of the disk image, its
+#             journal replayed, holds every line the console had shown (they
+#             were fsynced first) and at most one more
+#   restore   `vmm restore FILE` with the snapshot's disk and tap, hvc0 in a
+#             second file: status says running; the two console files
+#             together are seq 1..COUNT with no gap or repeat
+#   clock     restore continues the saved clock (docs/STATE_FORMAT.md, Time),
+#             so the guest does not see the pause: line to line its realtime
+#             and monotonic clocks never step back nor by 2 s or more, also
+#             across the snapshot, while L1's clock went on; after the restore
+#             the guest's clock runs at L1's rate (offset spread < 0.5 s) and
+#             lags L1 by about the time vmm was down
+#   disk      after poweroff, e2fsck -fn of the image in L1 is clean and
+#             /seq.txt is seq 1..COUNT
+#   net       the TCP connection survived: L1's client got seq 1..COUNT once,
+#             then the guest's close; after the restore, 3/3 pings to L1
+# The network checks come last, so that a broken network still shows how the
+# rest went.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+COUNT=150 # lines the workload writes, 100 ms apart
+SNAP_AT=30 # snapshot once the guest has written this line
+
+nested_init snapshot
+nested_require_vmm
+[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
+for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
+	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
+done
+command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+t_start=$SECONDS
+
+# ------------------------------------------------------------------ workload
+cat >"$NESTED_WORK/seqload.c" <<'C'
+/* seqload: the guest workload and the host tools of the nested snapshot and
+ * migration tests (one copy in each test script; keep them the same).
+ *
+ * seqload run PORT NCLIENTS COUNT INTERVAL_MS FILE [DIR]
+ *	(L2) listen on PORT, wait for NCLIENTS connections, then COUNT times,
+ *	INTERVAL_MS apart: the line "seq N rt=REALTIME mono=MONOTONIC" appended
+ *	to FILE and fsynced, written to DIR/N (if DIR), to /dev/hvc0 and to every
+ *	client. Progress and errors as "L2: ..." lines on stdout.
+ * seqload client HOST PORT SECONDS
+ *	(L1) connect (retrying for SECONDS), print each line received as
+ *	"RECEIVED-REALTIME LINE", then "client: eof after N lines" (the guest
+ *	closed) or "client: error ...".
+ * seqload stamp
+ *	(L1) copy stdin to stdout, each line prefixed by "[REALTIME] ".
+ * seqload timeserve PORT SECONDS
+ *	(L1) answer UDP requests with this host's CLOCK_REALTIME for SECONDS.
+ * seqload timesync HOST PORT [set]
+ *	(L1) NTP-style: 40 requests, the offset of HOST's clock from ours seen by
+ *	the fastest one; "set" steps our clock by it and measures again. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double clk(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t rt_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int die(const char *what)
+{
+	printf("L2: FAIL %s: %s\n", what, strerror(errno));
+	return 1;
+}
+
+static int writeall(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int run(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	int port, nclients, count, interval, lfd, fd, hvc, one = 1, cl[8];
+	const char *dir;
+
+	if (argc < 7)
+		return 2;
+	port = atoi(argv[2]);
+	nclients = atoi(argv[3]);
+	count = atoi(argv[4]);
+	interval = atoi(argv[5]);
+	dir = argc > 7 ? argv[7] : NULL;
+	if (nclients > 8)
+		return 2;
+	fd = open(argv[6], O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd < 0)
+		return die(argv[6]);
+	hvc = open("/dev/hvc0", O_WRONLY | O_NOCTTY);
+	if (hvc < 0)
+		return die("/dev/hvc0");
+	if (dir && mkdir(dir, 0755) && errno != EEXIST)
+		return die(dir);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)port);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 8))
+		return die("listen");
+	printf("L2: listening on %d for %d clients\n", port, nclients);
+	fflush(stdout);
+	for (int i = 0; i < nclients; i++) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+
+		if (poll(&p, 1, 120000) != 1)
+			return die("no client within 120 s");
+		cl[i] = accept(lfd, NULL, NULL);
+		if (cl[i] < 0)
+			return die("accept");
+		setsockopt(cl[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	printf("L2: %d clients connected, %d lines every %d ms\n", nclients, count, interval);
+	fflush(stdout);
+	for (int n = 1; n <= count; n++) {
+		char line[128], path[256];
+		int len = snprintf(line, sizeof(line), "seq %d rt=%.6f mono=%.6f\n", n,
+				   clk(CLOCK_REALTIME), clk(CLOCK_MONOTONIC));
+
+		if (writeall(fd, line, (size_t)len) || fsync(fd))
+			return die("append to the file");
+		if (dir) {
+			int f;
+
+			snprintf(path, sizeof(path), "%s/%d", dir, n);
+			f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (f < 0 || writeall(f, line, (size_t)len) || close(f))
+				return die(path);
+		}
+		if (writeall(hvc, line, (size_t)len))
+			return die("write to /dev/hvc0");
+		for (int i = 0; i < nclients; i++) {
+			if (cl[i] >= 0 && writeall(cl[i], line, (size_t)len)) {
+				printf("L2: FAIL client %d: write of seq %d: %s\n", i, n,
+				       strerror(errno));
+				close(cl[i]);
+				cl[i] = -1;
+			}
+		}
+		if (n % 10 == 0) {
+			printf("L2: at %s", line);
+			fflush(stdout);
+		}
+		usleep((useconds_t)interval * 1000);
+	}
+	if (dir) {
+		int d = open(dir, O_RDONLY | O_DIRECTORY);
+
+		if (d < 0 || fsync(d) || close(d))
+			return die("fsync of the directory");
+	}
+	for (int i = 0; i < nclients; i++)
+		if (cl[i] >= 0)
+			close(cl[i]);
+	printf("L2: wrote %d lines\n", count);
+	return 0;
+}
+
+static int client(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	char buf[65536];
+	size_t len = 0;
+	long lines = 0;
+	time_t end;
+	int fd;
+
+	if (argc < 5)
+		return 2;
+	a.sin_port = htons((uint16_t)atoi(argv[3]));
+	if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1)
+		return 2;
+	end = time(NULL) + atoi(argv[4]);
+	for (;;) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		close(fd);
+		if (time(NULL) >= end) {
+			printf("client: error: cannot connect: %s\n", strerror(errno));
+			return 1;
+		}
+		usleep(200000);
+	}
+	printf("client: connected\n");
+	fflush(stdout);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		double now = clk(CLOCK_REALTIME);
+		char *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				printf("client: error after %ld lines: %s\n", lines, strerror(errno));
+			else
+				printf("client: eof after %ld lines%s\n", lines,
+				       len ? " (and a partial line)" : "");
+			return n < 0;
+		}
+		len += (size_t)n;
+		while ((nl = memchr(buf, '\n', len))) {
+			*nl = 0;
+			printf("%.6f %s\n", now, buf);
+			lines++;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+		fflush(stdout);
+		if (len == sizeof(buf)) {
+			printf("client: error: line too long\n");
+			return 1;
+		}
+	}
+}
+
+static int stamp(void)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		printf("[%.6f] %s", clk(CLOCK_REALTIME), line);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int udp(const char *host, int port, struct sockaddr_in *a)
+{
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (host && inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		return -1;
+	return socket(AF_INET, SOCK_DGRAM, 0);
+}
+
+static int timeserve(int argc, char **argv)
+{
+	struct sockaddr_in a, from;
+	struct timeval tv = {.tv_sec = 1};
+	time_t end;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(NULL, atoi(argv[2]), &a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		return perror("timeserve"), 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	end = time(NULL) + atoi(argv[3]);
+	while (time(NULL) < end) {
+		socklen_t fl = sizeof(from);
+		int64_t req;
+
+		if (recvfrom(fd, &req, sizeof(req), 0, (struct sockaddr *)&from, &fl) != sizeof(req))
+			continue;
+		int64_t reply[2] = {req, rt_ns()};
+		sendto(fd, reply, sizeof(reply), 0, (struct sockaddr *)&from, fl);
+	}
+	return 0;
+}
+
+/* Offset (ns) of the server's clock from ours, from the fastest of 40 exchanges. */
+static int measure(int fd, struct sockaddr_in *a, int64_t *offset, int64_t *rtt)
+{
+	int got = 0;
+
+	*rtt = INT64_MAX;
+	for (int i = 0; i < 40; i++) {
+		int64_t t0 = rt_ns(), reply[2], t1;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		sendto(fd, &t0, sizeof(t0), 0, (struct sockaddr *)a, sizeof(*a));
+		while (poll(&p, 1, 500) == 1) {
+			if (recv(fd, reply, sizeof(reply), 0) == sizeof(reply) && reply[0] == t0)
+				break;
+			reply[0] = 0;
+		}
+		t1 = rt_ns();
+		if (reply[0] == t0 && t1 - t0 < *rtt) {
+			*rtt = t1 - t0;
+			*offset = reply[1] - (t0 + t1) / 2;
+			got++;
+		}
+		usleep(20000);
+	}
+	return got ? 0 : -1;
+}
+
+static int timesync(int argc, char **argv)
+{
+	struct sockaddr_in a;
+	int64_t off, rtt;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(argv[2], atoi(argv[3]), &a);
+	if (fd < 0 || measure(fd, &a, &off, &rtt))
+		return printf("timesync: no answer from %s\n", argv[2]), 1;
+	printf("timesync: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6, (double)rtt / 1e6);
+	if (argc > 4 && !strcmp(argv[4], "set")) {
+		int64_t t = rt_ns() + off;
+		struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+
+		if (clock_settime(CLOCK_REALTIME, &ts))
+			return perror("clock_settime"), 1;
+		if (measure(fd, &a, &off, &rtt))
+			return printf("timesync: no answer from %s\n", argv[2]), 1;
+		printf("timesync: after set: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6,
+		       (double)rtt / 1e6);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 2;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		rc = run(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "client"))
+		rc = client(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "stamp"))
+		rc = stamp();
+	else if (argc > 1 && !strcmp(argv[1], "timeserve"))
+		rc = timeserve(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "timesync"))
+		rc = timesync(argc, argv);
+	if (rc == 2)
+		fprintf(stderr, "usage: see the comment at the top of seqload.c\n");
+	return rc;
+}
+C
+cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_WORK/seqload.c" ||
+	nested_fail "cannot build seqload"
+
+# ------------------------------------------------------------------ L2 script
+cat >"$NESTED_WORK/snap.sh" <<'L2'
+# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
+say() { echo "L2: $*"; }
+count=0
+for a in $(cat /proc/cmdline); do
+	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
+done
+say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
+ip addr add 10.0.2.2/24 dev eth0
+ip link set eth0 up
+mount -t ext4 /dev/vda /mnt || { say "FAIL mount /dev/vda"; exit 1; }
+ping -c 1 -W 5 10.0.2.1 >/tmp/ping.out 2>&1
+say "net ping before: $(grep 'packets transmitted' /tmp/ping.out)"
+/bin/seqload run 7001 1 "$count" 100 /mnt/seq.txt
+rc=$?
+ping -c 3 -W 3 10.0.2.1 >/tmp/ping.out 2>&1
+say "net ping after: $(grep 'packets transmitted' /tmp/ping.out)"
+umount /mnt || { say "FAIL umount"; rc=1; }
+say "done rc=$rc"
+exit $rc
+L2
+
+# ------------------------------------------------------------------ images
+nested_l2_initrd "$NESTED_WORK/l2.cpio" --extra-modules "ext4 crc32c_generic" \
+	--add "$NESTED_WORK/snap.sh:/snap.sh" --add-bin "$NESTED_WORK/seqload:/bin/seqload"
+nested_build_l1 --add "$NESTED_WORK/l2.cpio:/l2/initrd.cpio" \
+	--add-bin /usr/sbin/mke2fs:/usr/sbin/mke2fs --add-bin /usr/sbin/e2fsck:/usr/sbin/e2fsck \
+	--add-bin /usr/sbin/debugfs:/usr/sbin/debugfs --add-bin "$NESTED_WORK/seqload:/usr/bin/seqload"
+
+nested_host_start h
+nested_ready h 240 || nested_fail "L1 host did not come up (status $?)"
+echo "L1: agent ready $(nested_elapsed h) s after QEMU start"
+nested_share h "$NESTED_VMLINUX" vmlinux
+# L1 kernel warnings (a soft lockup's backtrace) to the console, for nested_fail.
+out=$(nested_exec h 'set -e
+echo 8 >/proc/sys/kernel/printk
+sysctl -qw kernel.softlockup_all_cpu_backtrace=1
+cp /share/vmlinux /l2/kernel
+truncate -s 64M /tmp/disk.img
+/usr/sbin/mke2fs -q -t ext4 -L snaptest /tmp/disk.img
+ip tuntap add tap0 mode tap
+ip addr add 10.0.2.1/24 dev tap0
+ip link set tap0 up') || nested_fail "L1 set-up failed: $out"
+echo "L1: ext4 disk, tap0 10.0.2.1/24 ready"
+
+# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
+# (at the start of a line, or after a client's or the serial stamp).
+seq_check() {
+	awk '{ sub(/^[0-9.]+ /, ""); sub(/^\[[0-9.]+\] L2: at /, "") } /^seq [0-9]+ rt=/ {
+		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
+		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }' "$1"
+}
+# clock_steps FILE: the largest step and the smallest of the guest's realtime and
+# monotonic between consecutive lines, and the steps from seq K to K+1:
+# "max-rt min-rt max-mono min-mono rt-at-K mono-at-K"
+clock_steps() {
+	tr -d '\r' <"$1" | awk -v k="$2" '/^seq [0-9]+ rt=[0-9.]+ mono=[0-9.]+$/ {
+		g = substr($3, 4); m = substr($4, 6)
+		if (c++) { dg = g - pg; dm = m - pm
+			if (c == 2 || dg > xg) xg = dg; if (c == 2 || dg < ng) ng = dg
+			if (c == 2 || dm > xm) xm = dm; if (c == 2 || dm < nm) nm = dm
+			if ($2 == k + 1) { kg = dg; km = dm } }
+		pg = g; pm = m } END { printf "%.3f %.3f %.3f %.3f %.3f %.3f\n", xg, ng, xm, nm, kg, km }'
+}
+# offsets FILE... : guest realtime - host realtime of the serial "L2: at seq N rt=" lines
+# (stamped by the host when they came out of vmm): "N OFFSET" per line
+offsets() {
+	tr -d '\r' <"$1" | awk '/^\[[0-9.]+\] L2: at seq [0-9]+ rt=/ {
+		h = substr($1, 2) + 0; printf "%d %.3f\n", $5, substr($6, 4) - h }'
+}
+wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
+	local end=$((SECONDS + $3))
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
+		[ $SECONDS -lt $end ] || return 124
+		sleep 0.2
+	done
+}
+# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
+vmm_spawn() {
+	local host=$1 job=$2
+	shift 2
+	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
+}
+
+# ------------------------------------------------------------------ run
+vmm_spawn h l2 run --kernel /l2/kernel --initrd /l2/initrd.cpio \
+	--cmdline "console=ttyS0 run=/snap.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
+	--disk /tmp/disk.img,serial=snap0 --net tap=tap0,mac=52:54:00:12:34:56 \
+	--console hvc,path=/tmp/hvc1.log --rng --control /tmp/ctl.sock -v
+l2=$(nested_job_out h l2)
+t_vmm=$SECONDS
+wait_re "$l2" 'L2: listening' 120 || nested_fail "the L2 workload did not start (status $?): $(tail -n 20 "$l2")"
+echo "L2: workload listening $((SECONDS - t_vmm)) s after vmm start"
+nested_spawn h client 'seqload client 10.0.2.2 7001 30'
+cli=$(nested_job_out h client)
+wait_re "$l2" "L2: at seq $SNAP_AT " 60 || nested_fail "L2 did not reach seq $SNAP_AT (status $?): $(tail -n 10 "$l2")"
+
+# ------------------------------------------------------------------ snapshot
+rc=0
+ctl=$(nested_exec h 'vmm ctl /tmp/ctl.sock snapshot /tmp/snap.bin --stop') || rc=$?
+echo "$ctl" | sed 's/^/  ctl: /'
+[ $rc = 0 ] || nested_fail "vmm ctl snapshot --stop failed (status $rc)"
+echo "$ctl" | grep -qE '^snapshot: /tmp/snap.bin bytes=[0-9]+ pages=[0-9]+ .*paused-ms=' ||
+	nested_fail "ctl printed no snapshot line"
+rc=0
+nested_job_wait h l2 30 || rc=$?
+cp "$l2" "$NESTED_WORK/run.log"
+[ $rc = 0 ] || nested_fail "vmm did not end after snapshot --stop (status $rc): $(tail -n 10 "$l2")"
+grep -q 'VMM: exit 0$' "$l2" || nested_fail "vmm did not exit 0 after snapshot --stop: $(tail -n 10 "$l2")"
+out=$(nested_exec h 'set -e
+ls -l /tmp/snap.bin | awk "{ print \"snapshot-size\", \$5 }"
+cp /tmp/hvc1.log /share/hvc1.log
+cp /tmp/disk.img /tmp/mid.img
+/usr/sbin/e2fsck -E journal_only -y /tmp/mid.img >/tmp/mid.fsck 2>&1 || echo "journal replay rc=$?"
+/usr/sbin/debugfs -R "cat /seq.txt" /tmp/mid.img >/share/mid.txt 2>/dev/null
+rm /tmp/mid.img') || nested_fail "after the snapshot, L1 checks failed: $out"
+size=$(echo "$out" | awk '$1 == "snapshot-size" { print $2 }')
+[ "${size:-0}" -gt 1048576 ] || nested_fail "snapshot file missing or tiny: $out"
+read -r _ k1 _ s1 <<<"$(seq_check "$NESTED_WORK/hosts/h/share/hvc1.log")"
+read -r mf ml mn ms <<<"$(seq_check "$NESTED_WORK/hosts/h/share/mid.txt")"
+echo "ok: snapshot --stop: $size bytes, vmm exited 0; hvc0 had seq 1..$k1 ($s1)"
+[ "$s1" = ok ] && [ "$k1" -ge "$SNAP_AT" ] || nested_fail "console before the snapshot: last seq $k1, $s1"
+[ "$mf" = 1 ] && [ "$ms" = ok ] && [ "$ml" -ge "$k1" ] && [ "$ml" -le $((k1 + 1)) ] ||
+	nested_fail "disk at the snapshot: seq.txt has $mf..$ml ($mn lines, $ms), want 1..$k1 or 1..$((k1 + 1)) (console showed $k1)"
+echo "ok: the disk at the snapshot (journal replayed on a copy) holds seq 1..$ml: every line the console showed was fsynced"
+
+# ------------------------------------------------------------------ restore
+vmm_spawn h l2b restore /tmp/snap.bin --console hvc,path=/tmp/hvc2.log --control /tmp/ctl2.sock -v
+l2b=$(nested_job_out h l2b)
+wait_re "$l2b" "L2: at seq $(((k1 / 10 + 2) * 10)) " 60 ||
+	nested_fail "the restored guest does not go on (status $?): $(tail -n 20 "$l2b")"
+st=$(nested_exec h 'vmm ctl /tmp/ctl2.sock status') || nested_fail "ctl status after the restore: $st"
+echo "$st" | grep -q '^state: running$' || nested_fail "status after the restore: $st"
+echo "ok: the restored guest runs (ctl status: running) and writes on"
+# For the network checks at the end: the restored device's and the tap's counters,
+# and whether L1 reaches the guest.
+diag=$(nested_exec h --timeout 30 'vmm ctl /tmp/ctl2.sock status | grep "^net"
+ip -s link show tap0 | sed -n "3,6p" | tr -s " " | tr "\n" " "; echo
+ping -c 2 -W 2 10.0.2.2 | grep transmitted
+vmm ctl /tmp/ctl2.sock status | grep "^net"' 2>&1) || true
+rc=0
+nested_job_wait h l2b 120 || rc=$?
+cp "$l2b" "$NESTED_WORK/restore.log"
+[ $rc = 0 ] || nested_fail "restored vmm did not finish (status $rc): $(tail -n 20 "$l2b")"
+grep -q 'VMM: exit 0$' "$l2b" || nested_fail "restored vmm did not exit 0: $(tail -n 20 "$l2b")"
+grep -q 'L2: done rc=0' "$l2b" || nested_fail "the L2 script failed after the restore: $(tail -n 20 "$l2b")"
+tr -d '\r' <"$l2" | grep -v 'L2: at seq' | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  run: \1/p'
+tr -d '\r' <"$l2b" | grep -v 'L2: at seq' | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  restore: \1/p'
+if grep -hE '^\[[ 0-9.]*\] vmm: .*(error|warn|fail)' "$l2" "$l2b" >&2; then
+	nested_fail "vmm logged errors or warnings (above)"
+fi
+
+# Console: the two files together are one unbroken sequence.
+nested_exec h 'cp /tmp/hvc2.log /share/hvc2.log' >/dev/null || nested_fail "no second hvc0 file"
+cat "$NESTED_WORK/hosts/h/share/hvc1.log" "$NESTED_WORK/hosts/h/share/hvc2.log" >"$NESTED_WORK/hvc.log"
+read -r f2 l2n _ _ <<<"$(seq_check "$NESTED_WORK/hosts/h/share/hvc2.log")"
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "hvc0 across the snapshot: seq $f..$l, $n lines, $s (want 1..$COUNT)"
+echo "ok: hvc0: seq 1..$k1 before, $f2..$l2n after the restore: 1..$COUNT with no gap or repeat"
+
+# Clock. In the console lines: the guest's own steps, line to line.
+read -r xg ng xm nm kg km <<<"$(clock_steps "$NESTED_WORK/hvc.log" "$k1")"
+# Against L1's clock: the serial lines, stamped by L1 as they came out of vmm.
+t_stop=$(tr -d '\r' <"$l2" | sed -n 's/^\[\([0-9.]*\)\] VMM: exit.*/\1/p')
+t_restore=$(tr -d '\r' <"$l2b" | sed -n '1s/^\[\([0-9.]*\)\].*/\1/p')
+read -r offb offa spread <<<"$({ offsets "$l2"; offsets "$l2b"; } | awk -v k="$k1" '
+	$1 <= k { b += $2; nb++ } $1 > k + 10 { a += $2; na++; if (na == 1 || $2 < lo) lo = $2; if (na == 1 || $2 > hi) hi = $2 }
+	END { printf "%.3f %.3f %.3f\n", nb ? b / nb : 0, na ? a / na : 0, hi - lo }')"
+# The longest the guest can have been stopped: between the serial lines around the snapshot.
+window=$(cat "$l2" "$l2b" | tr -d '\r' | awk -v k="$k1" '/^\[[0-9.]+\] L2: at seq [0-9]+ rt=/ {
+	h = substr($1, 2) + 0; if ($5 <= k) b = h; else if (!a) a = h } END { printf "%.3f\n", a - b }')
+pause=$(awk -v a="$t_stop" -v b="$t_restore" 'BEGIN { printf "%.3f", b - a }')
+lag=$(awk -v a="$offa" -v b="$offb" 'BEGIN { printf "%.3f", b - a }')
+echo "  clock: the guest's realtime stepped $kg s (monotonic $km s) from seq $k1 to $((k1 + 1)); line to line" \
+	"$ng..$xg s (monotonic $nm..$xm s); guest - L1 offset $offb s before, $offa s after (spread $spread s);" \
+	"vmm was down $pause s (exit to restore), $window s between serial lines around it"
+awk -v a="$ng" -v b="$nm" -v c="$xg" -v d="$xm" 'BEGIN { exit !(a >= 0 && b >= 0 && c < 2 && d < 2) }' ||
+	nested_fail "guest clock stepped back or jumped between lines: realtime $ng..$xg s, monotonic $nm..$xm s"
+awk -v s="$spread" 'BEGIN { exit !(s < 0.5) }' ||
+	nested_fail "guest clock does not run at L1's rate after the restore: offset spread $spread s"
+# The guest was stopped from the snapshot (before vmm's exit) until the restore had
+# loaded (after its start): its lag is that, at least the time vmm was down.
+awk -v l="$lag" -v p="$pause" -v w="$window" 'BEGIN { exit !(p > 1 && l > p - 0.5 && l < w + 0.5) }' ||
+	nested_fail "the guest's lag behind L1 after the restore ($lag s) is not between the time vmm was down ($pause s) and the gap in its serial output ($window s)"
+echo "ok: guest clock continued from the saved value: +$kg s across the snapshot, never back, never more than $xg s" \
+	"between lines; after the restore it runs at L1's rate, $lag s behind (vmm was down $pause s)"
+
+# Disk after poweroff.
+out=$(nested_exec h '/usr/sbin/e2fsck -fn /tmp/disk.img 2>&1; echo "e2fsck rc=$?"
+/usr/sbin/debugfs -R "cat /seq.txt" /tmp/disk.img >/share/final.txt 2>/dev/null')
+echo "$out" | sed 's/^/  L1: /'
+echo "$out" | grep -q '^e2fsck rc=0$' || nested_fail "e2fsck -fn on the disk image is not clean"
+echo "$out" | grep -q 'snaptest: .* files' || nested_fail "e2fsck did not check the snaptest file system"
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/hosts/h/share/final.txt")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "seq.txt after poweroff: seq $f..$l, $n lines, $s (want 1..$COUNT)"
+echo "ok: e2fsck -fn clean after poweroff; /seq.txt holds seq 1..$COUNT"
+
+# Network after the restore: the TCP connection from L1, and pings to L1.
+rc=0
+nested_job_wait h client 20 || rc=$?
+[ $rc = 0 ] || nested_job_kill h client KILL >/dev/null 2>&1 || true
+cp "$cli" "$NESTED_WORK/client.log"
+read -r f l n s <<<"$(seq_check "$cli")"
+grep -q "^client: eof after $COUNT lines$" "$cli" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "TCP stream across the snapshot: L1 got seq $f..$l, $n lines, $s$(grep '^client: e' "$cli" | sed 's/^/; /')" \
+		"(the snapshot was at seq $k1); after the restore, L1: $diag"
+echo "ok: the TCP connection from L1 survived snapshot and restore: seq 1..$COUNT, closed by the guest at the end"
+line=$(tr -d '\r' <"$l2b" | grep -m1 'L2: net ping after:' || true)
+echo "$line" | grep -q '3 packets transmitted, 3 packets received' || nested_fail "ping after the restore: $line; L1: $diag"
+echo "ok: 3/3 pings from L2 to L1 after the restore"
+nested_stop h 30 || true
+echo "time: $((SECONDS - t_start)) s"
