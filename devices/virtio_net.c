@@ -907,6 +907,10 @@ int virtio_net_save(struct virtio_net *n, void *fdt)
 {
 	int ret;
 
+	/* The transport (config space, MSI-X, queues) first, as the other devices do. */
+	ret = n->on_pci ? virtio_pci_save(&n->vdev, fdt) : 0;
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&n->lock);
 	ret = state_put_bytes(fdt, "mac", n->mac, 6);
 	if (!ret)
@@ -938,6 +942,10 @@ int virtio_net_load(struct virtio_net *n, const void *fdt, int node)
 		       n->tap.name, (unsigned long long)(features & ~n->offered));
 		return -ENOTSUP;
 	}
+	/* Queues, vectors and doorbells come back with the transport. */
+	ret = n->on_pci ? virtio_pci_load(&n->vdev, fdt, node) : 0;
+	if (ret)
+		return ret;
 	pthread_mutex_lock(&n->lock);
 	ret = apply_features(n, features);
 	if (!ret) {

@@ -40,6 +40,7 @@ enum stream_section {
 	STREAM_SEC_EPOCH_END = 7, /* replication: u64 epoch number; the epoch is complete */
 	STREAM_SEC_HEARTBEAT = 8, /* replication: u64 last epoch sent; the primary is alive */
 	STREAM_SEC_SHUTDOWN = 9,  /* replication: the guest ended on purpose; do not take over */
+	STREAM_SEC_RELEASE = 10,  /* replication: u64 epoch; the primary lets its output go now */
 };
 
 #define STREAM_MAX_DISK_LOG (1ULL << 32) /* one epoch's disk writes */

@@ -33,6 +33,9 @@ int vcpu_start(struct vcpu *vcpu);
 /* Make the vCPU leave KVM_RUN soon (it then checks pause/stop).  Any thread. */
 void vcpu_kick(struct vcpu *vcpu);
 
+/* Wait for the thread to leave (vm->stopping set); the vCPU's state stays readable. */
+void vcpu_join(struct vcpu *vcpu);
+
 /* Join the thread (after vm->stopping is set and the vCPU kicked) and release the vCPU. */
 void vcpu_destroy(struct vcpu *vcpu);
 

@@ -138,14 +138,18 @@ enum vm_stop_reason vm_run(struct vm *vm);
 
 /* vm_run in two halves: start the vCPU threads (then on_start); 0 or -errno (stop requested). */
 int vm_start(struct vm *vm);
-/* Run the loop until the VM stops (then on_stop), join the vCPUs.  On the main thread. */
+/* Run the loop until the VM stops, join the vCPU threads, then on_stop.  On the main thread. */
 enum vm_stop_reason vm_loop(struct vm *vm);
 
 /* Record why the VM stops (first caller wins) and wake everyone.  Any thread. */
 void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status);
 
-/* Park every vCPU outside KVM_RUN; returns once all are parked.  Not from a vCPU thread. */
-void vm_pause(struct vm *vm);
+/*
+ * Park every vCPU outside KVM_RUN; returns 0 once all are parked, or
+ * -ECANCELED if the VM is stopping (then some may still run: capture
+ * nothing; vm_resume() all the same).  Not from a vCPU thread.
+ */
+int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
 
 void vm_destroy(struct vm *vm);

@@ -155,8 +155,7 @@ static int stop_and_copy(struct migration *m, struct dirty_log *dl, uint64_t *di
 	ssize_t n;
 	int ret;
 
-	vm_pause(vm);
-	if (!event_loop_park(&vm->loop)) {
+	if (vm_pause(vm) || !event_loop_park(&vm->loop)) {
 		/* The VM is stopping (guest powered off meanwhile): nothing to migrate. */
 		vm_resume(vm);
 		return -ECANCELED;

@@ -7,6 +7,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -90,6 +91,12 @@ static void lose_standby(struct replication *r, const char *why)
 	bool first;
 
 	pthread_mutex_lock(&r->lock);
+	if (r->stopping) {
+		/* Our own hang-up at the end: replicate_stop decides about held output. */
+		pthread_cond_broadcast(&r->cond);
+		pthread_mutex_unlock(&r->lock);
+		return;
+	}
 	first = !r->standby_lost;
 	r->standby_lost = true;
 	r->protected_ = false;
@@ -99,8 +106,6 @@ static void lose_standby(struct replication *r, const char *why)
 	pthread_mutex_unlock(&r->lock);
 	if (!first)
 		return;
-	if (r->stopping)
-		return; /* replicate_stop decides about held output */
 	pr_warn("replication to %s: %s; the guest runs on UNPROTECTED", r->p.peer, why);
 	shutdown(r->sock, SHUT_RDWR);
 	output_buffer_unhold(&r->vm->out);
@@ -117,6 +122,24 @@ static bool should_stop(struct replication *r)
 	return stop;
 }
 
+/* ---- messages to the standby besides epochs ---- */
+
+static int send_u64_section(struct replication *r, enum stream_section type, uint64_t v)
+{
+	uint64_t le = htole64(v);
+	int ret;
+
+	pthread_mutex_lock(&r->send_lock);
+	ret = stream_write_section(r->sock, type, &le, sizeof(le), &r->st);
+	pthread_mutex_unlock(&r->send_lock);
+	return ret;
+}
+
+static int send_release(struct replication *r, uint64_t epoch)
+{
+	return send_u64_section(r, STREAM_SEC_RELEASE, epoch);
+}
+
 /* ---- acknowledgements ---- */
 
 static void *ack_thread(void *arg)
@@ -125,6 +148,13 @@ static void *ack_thread(void *arg)
 	struct repl_msg m;
 
 	pthread_setname_np(pthread_self(), "repl-ack");
+	/*
+	 * Between telling the standby an epoch is released and writing its
+	 * output lies the one window where a crash loses output: keep this
+	 * thread from being preempted there, where allowed (else as is).
+	 */
+	struct sched_param sp = {.sched_priority = 1};
+	pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
 	for (;;) {
 		size_t got = 0;
 		ssize_t n = 0;
@@ -170,7 +200,15 @@ static void *ack_thread(void *arg)
 		set_note(r, "");
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
-		/* The standby has everything up to epoch: what the guest did in it may be seen. */
+		/*
+		 * The standby has everything up to epoch.  Tell it first that this
+		 * epoch's output goes out now (it will resume from here), then let it
+		 * go: the only moment both could disagree is between these two calls.
+		 */
+		if (send_release(r, epoch)) {
+			lose_standby(r, "sending failed");
+			return NULL;
+		}
 		output_buffer_release(&r->vm->out, epoch);
 		repl_disk_release(&r->disk, epoch);
 	}
@@ -180,13 +218,7 @@ static void *ack_thread(void *arg)
 
 static int send_heartbeat(struct replication *r)
 {
-	uint64_t le = htole64(r->epoch);
-	int ret;
-
-	pthread_mutex_lock(&r->send_lock);
-	ret = stream_write_section(r->sock, STREAM_SEC_HEARTBEAT, &le, sizeof(le), &r->st);
-	pthread_mutex_unlock(&r->send_lock);
-	return ret;
+	return send_u64_section(r, STREAM_SEC_HEARTBEAT, r->epoch);
 }
 
 /* Initial sync while the guest runs: CONFIG, all RAM, then dirty passes until few remain. */
@@ -197,8 +229,7 @@ static int sync_standby(struct replication *r)
 	int ret;
 
 	/* Exact boundaries: writes from here on are journaled, pages from here on logged. */
-	vm_pause(vm);
-	if (!event_loop_park(&vm->loop)) {
+	if (vm_pause(vm) || !event_loop_park(&vm->loop)) {
 		vm_resume(vm);
 		return -ECANCELED;
 	}
@@ -240,7 +271,7 @@ static void record_pause(struct replication *r, uint64_t ns, uint64_t pages)
  * seq + 1.  Pages beyond the staging cap are sent from RAM before the guest
  * resumes (the guest is slowed, memory stays bounded).
  */
-static int checkpoint(struct replication *r, uint64_t seq)
+static int checkpoint(struct replication *r, uint64_t seq, bool still)
 {
 	struct vm *vm = r->vm;
 	uint64_t t0 = now_ns(), words = dirty_log_words(&vm->mem), pages = 0;
@@ -248,8 +279,8 @@ static int checkpoint(struct replication *r, uint64_t seq)
 	int64_t n;
 	int ret = 0;
 
-	vm_pause(vm);
-	if (!event_loop_park(&vm->loop)) {
+	/* still: the VM has stopped (vCPUs joined, loop ended): nothing to pause. */
+	if (!still && (vm_pause(vm) || !event_loop_park(&vm->loop))) {
 		vm_resume(vm);
 		return -ECANCELED;
 	}
@@ -311,8 +342,10 @@ static int checkpoint(struct replication *r, uint64_t seq)
 	r->epoch = seq;
 	pthread_mutex_unlock(&r->lock);
 	vm_state_unquiesce(vm);
-	event_loop_unpark(&vm->loop);
-	vm_resume(vm);
+	if (!still) {
+		event_loop_unpark(&vm->loop);
+		vm_resume(vm);
+	}
 	record_pause(r, now_ns() - t0, pages);
 	if (!ret && !direct) {
 		pthread_mutex_lock(&r->send_lock);
@@ -410,7 +443,7 @@ static void *replication_thread(void *arg)
 		if (ret)
 			break;
 		next = now_ns() + epoch_ns;
-		ret = checkpoint(r, ++seq);
+		ret = checkpoint(r, ++seq, false);
 	}
 	if (ret != -ECANCELED)
 		lose_standby(r, ret == -EAGAIN ? "the standby stopped reading" : "sending failed");
@@ -511,6 +544,39 @@ void replicate_get_status(struct vm *vm, struct repl_status *s)
 	pthread_mutex_unlock(&vm->out.lock);
 }
 
+/*
+ * The VMM is told to stop (signal, `ctl quit`) while the guest is
+ * protected: send the still guest's last checkpoint and wait for it, so
+ * the standby resumes exactly where this side stopped.  True if it did.
+ */
+static bool hand_over(struct replication *r)
+{
+	uint64_t seq = r->epoch + 1, deadline;
+	bool acked;
+
+	if (checkpoint(r, seq, true))
+		return false;
+	deadline = now_ns() + (uint64_t)r->p.failover_timeout_ms * 1000000ULL;
+	pthread_mutex_lock(&r->lock);
+	while (r->acked < seq && !r->standby_lost && now_ns() < deadline) {
+		struct timespec ts;
+
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += 5000000;
+		if (ts.tv_nsec >= 1000000000) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000;
+		}
+		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
+	}
+	acked = r->acked >= seq;
+	pthread_mutex_unlock(&r->lock);
+	if (acked)
+		pr_info("replication: handed the guest over to %s at checkpoint %llu", r->p.peer,
+			(unsigned long long)seq);
+	return acked;
+}
+
 void replicate_stop(struct vm *vm)
 {
 	struct replication *r = vm->repl;
@@ -525,7 +591,10 @@ void replicate_stop(struct vm *vm)
 	pthread_mutex_unlock(&r->lock);
 	if (r->thread_started)
 		pthread_join(r->thread, NULL);
-	if (on_purpose && !r->standby_lost && r->sock >= 0) {
+	pthread_mutex_lock(&r->lock);
+	bool lost = r->standby_lost, was_protected = r->protected_;
+	pthread_mutex_unlock(&r->lock);
+	if (on_purpose && !lost && r->sock >= 0) {
 		/* The guest is done: the standby must not bring it back.  Wait for it to hang up.
 		 */
 		pthread_mutex_lock(&r->send_lock);
@@ -547,6 +616,9 @@ void replicate_stop(struct vm *vm)
 		safe = r->standby_closed;
 		pthread_mutex_unlock(&r->lock);
 	}
+	bool handed_over = false;
+	if (!on_purpose && !lost && was_protected)
+		handed_over = hand_over(r);
 	if (r->sock >= 0)
 		shutdown(r->sock, SHUT_RDWR);
 	if (r->ack_started)
@@ -556,7 +628,7 @@ void replicate_stop(struct vm *vm)
 	 * and the standby agreed, or the standby was lost long ago (then it was
 	 * released already).  Otherwise the standby takes over and produces it.
 	 */
-	if (safe || !r->protected_)
+	if (safe || handed_over || !was_protected)
 		output_buffer_unhold(&vm->out);
 	dirty_log_stop(&r->dl);
 	repl_disk_destroy(&r->disk);

@@ -34,6 +34,8 @@ enum standby_phase {
 	SB_ENDED,	/* the primary's guest ended, or the stream broke: no takeover */
 };
 
+#define STAGED_MAX (REPL_MAX_UNACKED + 4)
+
 struct standby {
 	struct vm *vm;
 	struct repl_params p;
@@ -53,7 +55,14 @@ struct standby {
 	uint64_t last_rx_ns, takeover_ns;
 	struct stream_stats st;
 	char why[128];
-	struct epoch e; /* staging of the epoch being received */
+	/*
+	 * Epochs received and acknowledged but not yet released by the primary:
+	 * applied (committed) only on its RELEASE, so the checkpoint resumed is
+	 * the one whose output the primary has let out.
+	 */
+	struct epoch staged[STAGED_MAX];
+	unsigned staged_first, nr_staged;
+	uint64_t received; /* last epoch received whole */
 };
 
 static uint64_t now_ns(void)
@@ -107,21 +116,21 @@ static int apply_disk(void *opaque, unsigned disk, uint32_t type, uint64_t offse
 	return virtio_blk_replica_apply(vm->blks[disk], type, offset, data, len);
 }
 
-/* The staged epoch arrived whole: make it the standby's image, then acknowledge it. */
-static int commit(struct standby *sb)
+/* Released epoch e (staged, complete): make it the standby's image. */
+static int commit(struct standby *sb, struct epoch *e)
 {
 	struct vm *vm = sb->vm;
 	void *old;
 	int ret;
 
-	ret = epoch_disk_foreach(sb->e.disk, sb->e.disk_len, vm->nr_blks, apply_disk, vm);
+	ret = epoch_disk_foreach(e->disk, e->disk_len, vm->nr_blks, apply_disk, vm);
 	if (ret) {
 		pr_err("standby: epoch %llu: cannot apply its disk writes: %s",
-		       (unsigned long long)sb->e.seq, strerror(-ret));
+		       (unsigned long long)e->seq, strerror(-ret));
 		return ret;
 	}
-	page_list_apply(&sb->e.pages, &vm->mem);
-	for (unsigned i = 0; sb->e.disk_len && i < vm->nr_blks; i++) {
+	page_list_apply(&e->pages, &vm->mem);
+	for (unsigned i = 0; e->disk_len && i < vm->nr_blks; i++) {
 		ret = virtio_blk_replica_flush(vm->blks[i]);
 		if (ret) {
 			pr_err("standby: disk %u: flush: %s", i, strerror(-ret));
@@ -130,10 +139,10 @@ static int commit(struct standby *sb)
 	}
 	pthread_mutex_lock(&sb->lock);
 	old = sb->state;
-	sb->state = sb->e.state; /* the epoch's tree becomes the committed one */
-	sb->state_len = sb->e.state_len;
-	sb->e.state = NULL;
-	sb->committed = sb->e.seq;
+	sb->state = e->state; /* the epoch's tree becomes the committed one */
+	sb->state_len = e->state_len;
+	e->state = NULL;
+	sb->committed = e->seq;
 	if (sb->phase == SB_SYNCING) {
 		sb->phase = SB_PROTECTING;
 		tcp_set_timeouts(sb->sock, (int)sb->p.failover_timeout_ms,
@@ -143,7 +152,55 @@ static int commit(struct standby *sb)
 	}
 	pthread_mutex_unlock(&sb->lock);
 	free(old);
-	return send_msg(sb, REPL_MSG_ACK, sb->e.seq);
+	return 0;
+}
+
+/* EPOCH seq: receive it whole into a free staging slot, then acknowledge it. */
+static int receive_epoch(struct standby *sb, uint64_t seq)
+{
+	uint64_t ram_pages = sb->vm->mem.ram_size / GUEST_PAGE_SIZE;
+	struct epoch *e;
+	int ret;
+
+	if (seq != sb->received + 1) {
+		pr_err("standby: epoch %llu after %llu", (unsigned long long)seq,
+		       (unsigned long long)sb->received);
+		return -EINVAL;
+	}
+	if (sb->nr_staged == STAGED_MAX) {
+		pr_err("standby: the primary ran more than %d epochs ahead of its releases",
+		       STAGED_MAX);
+		return -EINVAL;
+	}
+	e = &sb->staged[(sb->staged_first + sb->nr_staged) % STAGED_MAX];
+	ret = epoch_recv(sb->sock, seq, ram_pages, e, &sb->st);
+	if (ret)
+		return ret;
+	sb->nr_staged++;
+	sb->received = seq;
+	return send_msg(sb, REPL_MSG_ACK, seq);
+}
+
+/* RELEASE upto: the primary lets that output go; commit the staged epochs up to it. */
+static int release_upto(struct standby *sb, uint64_t upto)
+{
+	if (upto <= sb->committed || upto > sb->received) {
+		pr_err("standby: release of epoch %llu (committed %llu, received %llu)",
+		       (unsigned long long)upto, (unsigned long long)sb->committed,
+		       (unsigned long long)sb->received);
+		return -EINVAL;
+	}
+	while (sb->nr_staged && sb->staged[sb->staged_first].seq <= upto) {
+		struct epoch *e = &sb->staged[sb->staged_first];
+		int ret = commit(sb, e);
+
+		if (ret)
+			return ret;
+		epoch_clear(e);
+		sb->staged_first = (sb->staged_first + 1) % STAGED_MAX;
+		sb->nr_staged--;
+	}
+	return 0;
 }
 
 /* The primary is gone (or `ctl failover`): hand over to the loop thread. */
@@ -174,7 +231,7 @@ static void *rx_thread(void *arg)
 {
 	struct standby *sb = arg;
 	struct vm *vm = sb->vm;
-	uint64_t ram_pages = vm->mem.ram_size / GUEST_PAGE_SIZE, v;
+	uint64_t v;
 	uint32_t type;
 	uint64_t len;
 	int ret;
@@ -203,15 +260,13 @@ static void *rx_thread(void *arg)
 			break;
 		case STREAM_SEC_EPOCH:
 			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
-			if (!ret && v != sb->committed + 1) {
-				pr_err("standby: epoch %llu after %llu", (unsigned long long)v,
-				       (unsigned long long)sb->committed);
-				ret = -EINVAL;
-			}
 			if (!ret)
-				ret = epoch_recv(sb->sock, v, ram_pages, &sb->e, &sb->st);
+				ret = receive_epoch(sb, v);
+			break;
+		case STREAM_SEC_RELEASE:
+			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
 			if (!ret)
-				ret = commit(sb);
+				ret = release_upto(sb, v);
 			break;
 		case STREAM_SEC_SHUTDOWN:
 			pr_info("standby: the primary's guest ended; nothing to take over");
@@ -389,7 +444,8 @@ int standby_main(struct vm_options *opts)
 		close(sb.sock);
 	if (sb.wake_fd >= 0)
 		close(sb.wake_fd);
-	epoch_free(&sb.e);
+	for (unsigned i = 0; i < STAGED_MAX; i++)
+		epoch_free(&sb.staged[i]);
 	free(sb.state);
 	pthread_mutex_destroy(&sb.lock);
 	pthread_mutex_destroy(&sb.send_lock);

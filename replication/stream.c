@@ -346,6 +346,7 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 	case STREAM_SEC_EPOCH:
 	case STREAM_SEC_EPOCH_END:
 	case STREAM_SEC_HEARTBEAT:
+	case STREAM_SEC_RELEASE:
 		if (*len != 8)
 			goto too_long;
 		return 0;
@@ -475,6 +476,8 @@ const char *stream_section_name(uint32_t type)
 		return "HEARTBEAT";
 	case STREAM_SEC_SHUTDOWN:
 		return "SHUTDOWN";
+	case STREAM_SEC_RELEASE:
+		return "RELEASE";
 	default:
 		return "unknown";
 	}

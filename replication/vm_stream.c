@@ -83,8 +83,9 @@ int vm_snapshot(struct vm *vm, const char *path, bool stop, struct stream_stats 
 		return ret;
 	}
 	t0 = now_ns();
-	vm_pause(vm);
-	ret = vm_stream_send(vm, fd, st);
+	ret = vm_pause(vm);
+	if (!ret)
+		ret = vm_stream_send(vm, fd, st);
 	/* The file has the state: the guest need not wait for the disk. */
 	if (!stop || ret)
 		vm_resume(vm);

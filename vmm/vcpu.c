@@ -322,6 +322,10 @@ static void *vcpu_thread(void *arg)
 		if (!handle_exit(vcpu))
 			break;
 	}
+	/* Leave the state between instructions: a final checkpoint may still read it. */
+	if (vcpu->io_pending)
+		kvm_vcpu_complete_io(vcpu->fd, vcpu->run);
+	vcpu->io_pending = false;
 	return NULL;
 }
 
@@ -345,13 +349,18 @@ void vcpu_kick(struct vcpu *vcpu)
 		pthread_kill(vcpu->thread, VCPU_KICK_SIGNAL);
 }
 
-void vcpu_destroy(struct vcpu *vcpu)
+void vcpu_join(struct vcpu *vcpu)
 {
 	if (vcpu->started) {
 		vcpu_kick(vcpu);
 		pthread_join(vcpu->thread, NULL);
 		vcpu->started = false;
 	}
+}
+
+void vcpu_destroy(struct vcpu *vcpu)
+{
+	vcpu_join(vcpu);
 	if (vcpu->run)
 		munmap(vcpu->run, (size_t)vcpu->vm->run_size);
 	if (vcpu->fd > 0)

@@ -33,9 +33,10 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
 	event_loop_stop(&vm->loop);
 }
 
-void vm_pause(struct vm *vm)
+int vm_pause(struct vm *vm)
 {
 	unsigned i, running = 0;
+	bool stopping;
 
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_requested = true;
@@ -47,7 +48,10 @@ void vm_pause(struct vm *vm)
 	pthread_mutex_lock(&vm->lock);
 	while (vm->nr_parked < running && !vm->stopping)
 		pthread_cond_wait(&vm->cond, &vm->lock);
+	stopping = vm->stopping;
 	pthread_mutex_unlock(&vm->lock);
+	/* A stopping VM's vCPUs leave instead of parking: nothing is still. */
+	return stopping ? -ECANCELED : 0;
 }
 
 void vm_resume(struct vm *vm)
@@ -444,10 +448,11 @@ enum vm_stop_reason vm_loop(struct vm *vm)
 	}
 	/* Whoever stopped the loop set vm->stopping; get every vCPU out of the guest. */
 	vm_request_stop(vm, VM_STOP_ERROR, 1);
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		vcpu_join(&vm->vcpus[i]);
+	/* The guest is still and its state intact: replication may hand it over. */
 	if (vm->on_stop)
 		vm->on_stop(vm);
-	for (unsigned i = 0; i < vm->ncpus; i++)
-		vcpu_destroy(&vm->vcpus[i]);
 	return vm->stop_reason;
 }
 

@@ -1035,12 +1035,30 @@ static void test_through_transport(void **state)
 	mmio_w(r, NOTIFY + 4 * VIRTIO_NET_RXQ, VIRTIO_NET_RXQ, 2);
 	assert_int_equal(used_idx(f, 0), 1);
 
+	/* The saved state carries the transport: queues and status come back after a reset. */
+	static uint8_t tree[65536];
+	assert_int_equal(state_tree_begin(tree, sizeof(tree)), 0);
+	assert_int_equal(fdt_begin_node(tree, "net0"), 0);
+	assert_int_equal(virtio_net_save(f->n, tree), 0);
+	assert_int_equal(fdt_end_node(tree), 0);
+	assert_int_equal(state_tree_end(tree), 0);
+
 	/* Reset by the driver: nothing moves until it starts again. */
 	mmio_w(r, CC_STATUS, 0, 1);
 	assert_int_equal(mmio_r(r, CC_STATUS, 1), 0);
 	post_tx(f, &hdr, frame, sizeof(frame), whole, 1);
 	mmio_w(r, NOTIFY + 4 * VIRTIO_NET_TXQ, VIRTIO_NET_TXQ, 2);
 	assert_int_equal(peer_recv(f, got, sizeof(got)), -1);
+
+	/* Loading the saved state brings back DRIVER_OK and both queues: the chain goes out. */
+	assert_int_equal(virtio_net_load(f->n, tree, state_find_node(tree, 0, "net0")), 0);
+	assert_true(mmio_r(r, CC_STATUS, 1) & VIRTIO_CONFIG_S_DRIVER_OK);
+	mmio_w(r, CC_QSEL, VIRTIO_NET_TXQ, 2);
+	assert_int_equal(mmio_r(r, CC_QEN, 2), 1);
+	assert_int_equal(mmio_r(r, CC_QDESC, 8), ring_gpa[VIRTIO_NET_TXQ][0]);
+	mmio_w(r, NOTIFY + 4 * VIRTIO_NET_TXQ, VIRTIO_NET_TXQ, 2);
+	assert_int_equal(peer_recv(f, got, sizeof(got)), HDR + 100);
+	assert_memory_equal(got + HDR, frame, sizeof(frame));
 
 	virtio_net_destroy(f->n);
 	f->n = NULL;
