@@ -73,6 +73,9 @@ struct vm_options {
 	const char *listen;	  /* standby --listen HOST:PORT */
 	unsigned epoch_ms;	  /* --epoch-ms (0: default) */
 	unsigned failover_timeout_ms; /* --failover-timeout-ms (0: default) */
+	const char *witness;	      /* --witness etcd=URL[,URL...]: the endpoints */
+	const char *vm_name;	      /* --vm-name: the witness key's name */
+	unsigned witness_ttl_ms;      /* --witness-ttl-ms (0: default) */
 	int ctl_argc;		      /* ctl: the command and its arguments */
 	char **ctl_argv;
 };

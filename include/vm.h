@@ -19,6 +19,7 @@
 #include "console.h"
 #include "control.h"
 #include "event_loop.h"
+#include "fence.h"
 #include "guest_mem.h"
 #include "hvc_port.h"
 #include "i8042.h"
@@ -37,6 +38,7 @@ enum vm_stop_reason {
 	VM_STOP_SIGNAL,	  /* SIGINT/SIGTERM/SIGHUP or Ctrl-A x: status 128+N */
 	VM_STOP_ERROR,	  /* the VMM itself failed: status 1 */
 	VM_STOP_MIGRATED, /* the guest runs elsewhere now: status 0 */
+	VM_STOP_FENCED,	  /* the witness lease is lost: another host runs it; status 1 */
 };
 
 struct migration;
@@ -92,6 +94,7 @@ struct vm {
 	struct migration *migration; /* the last migration started from here (migrate.c) */
 	struct replication *repl;    /* protection by a standby (primary.c) */
 	struct standby *standby;     /* this process is a standby (standby.c) */
+	struct fence fence;	     /* the witness lease, if --witness (fence.c) */
 
 	/* Guest output (vm_output.c): direct, or held per epoch once replication starts. */
 	struct output_buffer out;

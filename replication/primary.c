@@ -205,6 +205,8 @@ static void *ack_thread(void *arg)
 		 * epoch's output goes out now (it will resume from here), then let it
 		 * go: the only moment both could disagree is between these two calls.
 		 */
+		if (!fence_allowed(&r->vm->fence))
+			continue; /* fenced: this side lets nothing out any more */
 		if (send_release(r, epoch)) {
 			lose_standby(r, "sending failed");
 			return NULL;
@@ -489,9 +491,14 @@ int replicate_start(struct vm *vm, const struct repl_params *p)
 		return -ret;
 	}
 	r->thread_started = true;
-	pr_info("replication to %s every %u ms; failover after %u ms of silence; no witness: "
-		"a cut link makes both sides run (see docs/REPLICATION.md)",
-		p->peer, p->epoch_ms, p->failover_timeout_ms);
+	if (vm->fence.w)
+		pr_info("replication to %s every %u ms; failover after %u ms of silence; the "
+			"witness lease decides which side runs",
+			p->peer, p->epoch_ms, p->failover_timeout_ms);
+	else
+		pr_warn("replication to %s: no --witness: if the link is cut while both hosts "
+			"live, both run the guest (see docs/REPLICATION.md)",
+			p->peer);
 	return 0;
 }
 

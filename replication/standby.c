@@ -298,6 +298,14 @@ static void *rx_thread(void *arg)
 		       "resume");
 		return NULL;
 	}
+	/* With a witness, only the holder of the lease may run the guest: wait for the primary's.
+	 */
+	if (fence_acquire(&vm->fence, vm, fence_takeover_wait_ms(&vm->fence))) {
+		end_standby(sb, 1,
+			    "the primary still holds the witness lease (or etcd is unreachable)");
+		pr_err("standby: not taking over: the guest may still run on the primary");
+		return NULL;
+	}
 	take_over(sb, forced	       ? "failover requested"
 		      : ret == -EAGAIN ? "primary silent"
 				       : "primary connection lost");

@@ -28,6 +28,9 @@ static int report_stop(enum vm_stop_reason reason, int status)
 	case VM_STOP_MIGRATED:
 		pr_info("the guest runs on the migration's destination now");
 		break;
+	case VM_STOP_FENCED:
+		pr_err("stopped: this host no longer holds the guest's witness lease");
+		break;
 	default:
 		break;
 	}
@@ -58,6 +61,12 @@ static int run_vm(const struct vm_options *opts)
 		vm.on_stop = replicate_stop;
 		if (opts->replicate_to)
 			vm.on_start = start_replication;
+		/* With a witness, the guest runs only where the lease is held. */
+		if (fence_acquire(&vm.fence, &vm, fence_takeover_wait_ms(&vm.fence))) {
+			vm.stop_reason = VM_STOP_FENCED;
+			vm_destroy(&vm);
+			return 1;
+		}
 		reason = vm_run(&vm);
 		status = vm.exit_status;
 		vm_destroy(&vm);
@@ -110,6 +119,12 @@ static int restore_vm(struct vm_options *opts)
 	}
 	pr_info("restored %s", opts->restore_path);
 run:
+	/* After a migration the source hands the lease back as it ends: wait for it. */
+	if (fence_acquire(&vm.fence, &vm, fence_takeover_wait_ms(&vm.fence))) {
+		vm.stop_reason = VM_STOP_FENCED;
+		vm_destroy(&vm);
+		return 1;
+	}
 	vm.on_stop = replicate_stop; /* `ctl replicate-to` may protect it later */
 	reason = vm_run(&vm);
 	status = vm.exit_status;

@@ -43,6 +43,9 @@ const char options_usage[] =
     "      --epoch-ms N     checkpoint interval (default 20)\n"
     "      --failover-timeout-ms N\n"
     "                       silence after which the peer is declared dead (default 500)\n"
+    "      --witness etcd=URL[,URL...]  --vm-name NAME  [--witness-ttl-ms N]\n"
+    "                       an etcd lease decides which side may run the guest (no split\n"
+    "                       brain when the link is cut); default TTL 2000 ms\n"
     "      --incoming HOST:PORT\n"
     "                       wait for a live migration instead of booting (no --kernel)\n"
     "      --reboot=exit|restart\n"
@@ -136,6 +139,9 @@ enum {
 	OPT_EPOCH_MS,
 	OPT_FAILOVER_TIMEOUT,
 	OPT_LISTEN,
+	OPT_WITNESS,
+	OPT_VM_NAME,
+	OPT_WITNESS_TTL,
 };
 
 /* A whole number of milliseconds in [min, max]. */
@@ -303,6 +309,9 @@ static const struct option run_options[] = {
     {"epoch-ms", required_argument, NULL, OPT_EPOCH_MS},
     {"failover-timeout-ms", required_argument, NULL, OPT_FAILOVER_TIMEOUT},
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"witness", required_argument, NULL, OPT_WITNESS},
+    {"vm-name", required_argument, NULL, OPT_VM_NAME},
+    {"witness-ttl-ms", required_argument, NULL, OPT_WITNESS_TTL},
     {NULL, 0, NULL, 0},
 };
 
@@ -374,6 +383,25 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 		case OPT_LISTEN:
 			opts->listen = optarg;
 			break;
+		case OPT_WITNESS:
+			if (strncmp(optarg, "etcd=", 5) || !optarg[5])
+				return fail(err, errlen, "--witness: '%s' is not etcd=URL[,URL...]",
+					    optarg);
+			opts->witness = optarg + 5;
+			break;
+		case OPT_VM_NAME:
+			if (!optarg[0] || strlen(optarg) > 64 || strchr(optarg, '/'))
+				return fail(err, errlen,
+					    "--vm-name: '%s' must be 1-64 characters, no '/'",
+					    optarg);
+			opts->vm_name = optarg;
+			break;
+		case OPT_WITNESS_TTL:
+			if (parse_ms(optarg, 1000, 3600000, &opts->witness_ttl_ms))
+				return fail(err, errlen,
+					    "--witness-ttl-ms: '%s' is not 1000 to 3600000",
+					    optarg);
+			break;
 		case OPT_EPOCH_MS:
 			if (parse_ms(optarg, 1, 10000, &opts->epoch_ms))
 				return fail(err, errlen, "--epoch-ms: '%s' is not 1 to 10000",
@@ -406,6 +434,8 @@ static int parse_run(int argc, char **argv, enum vmm_command *cmd, struct vm_opt
 				    argv[optind - 1]);
 		}
 	}
+	if (opts->witness && !opts->vm_name)
+		return fail(err, errlen, "--witness needs --vm-name (the name both sides share)");
 	if (opts->listen && *cmd != VMM_CMD_STANDBY)
 		return fail(err, errlen, "--listen is for vmm standby");
 	if (*cmd == VMM_CMD_STANDBY)

@@ -368,6 +368,11 @@ int vm_create(struct vm *vm, const struct vm_options *opts)
 	pthread_mutex_init(&vm->lock, NULL);
 	pthread_cond_init(&vm->cond, NULL);
 	vm_output_init(vm);
+	ret = fence_open(&vm->fence, opts, opts->listen ? "standby" : "primary");
+	if (ret) {
+		vm->input_error = true;
+		goto fail;
+	}
 
 	ret = guest_mem_init(&vm->mem, opts->mem_size);
 	if (ret) {
@@ -507,4 +512,6 @@ void vm_destroy(struct vm *vm)
 	vm->vm_fd = vm->kvm_fd = -1;
 	guest_mem_destroy(&vm->mem);
 	output_buffer_destroy(&vm->out);
+	/* The guest runs here no more: the other side may take the lease at once. */
+	fence_close(&vm->fence, vm->stop_reason != VM_STOP_FENCED);
 }

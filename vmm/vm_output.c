@@ -12,6 +12,9 @@ static void emit(void *opaque, enum output_kind kind, unsigned dev, const uint8_
 {
 	struct vm *vm = opaque;
 
+	/* A fenced side says nothing more: the guest's output is another host's now. */
+	if (!fence_allowed(&vm->fence))
+		return;
 	switch (kind) {
 	case OUTPUT_CONSOLE:
 		console_write(&vm->console, data, len);
