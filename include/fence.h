@@ -25,6 +25,7 @@ struct fence {
 	pthread_t renewer;
 	bool renewing;
 	pthread_mutex_t lock;
+	pthread_mutex_t wlock; /* the witness's connection: one call at a time */
 	pthread_cond_t cond;
 	bool quit;
 	bool lost; /* the lease is gone: the guest must not run here */
@@ -41,6 +42,18 @@ bool fence_allowed(struct fence *f);
 
 /* How long a takeover must be ready to wait for the other side's lease. */
 unsigned fence_takeover_wait_ms(const struct fence *f);
+
+/*
+ * Which replication session may take over (witness side record
+ * "protected-by"): the primary names its session once its standby holds a
+ * checkpoint, and clears it before it lets output out unprotected, so a
+ * standby whose copy went stale can never resume it.  Without a witness:
+ * 0.  Else 0, -ENOLCK (not the holder), or an unreachable error.
+ */
+int fence_set_session(struct fence *f, uint64_t session);
+int fence_clear_session(struct fence *f);
+/* The standby, holding the lease: is its session the one named?  0, -ESTALE, or an error. */
+int fence_check_session(struct fence *f, uint64_t session);
 
 /* Stop renewing; hand the lease back if release (a clean end: the other side may go at once). */
 void fence_close(struct fence *f, bool release);

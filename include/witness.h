@@ -117,6 +117,17 @@ void witness_release(struct witness *w);
  */
 int witness_holder(struct witness *w, char *buf, size_t len);
 
+/*
+ * A side record of the VM, "/vmm/<vm_name>/<suffix>" (no lease: it outlives
+ * us): set it to value, or delete it (value NULL), only if we hold the
+ * active key right now (one transaction comparing its lease).  0, -ENOLCK
+ * (not the holder: nothing changed), -EINVAL, or an unreachable error.
+ */
+int witness_mark(struct witness *w, const char *suffix, const char *value);
+
+/* Read a side record: 0, -ENOENT (none), -ENOSPC, or an unreachable error. */
+int witness_read(struct witness *w, const char *suffix, char *buf, size_t len);
+
 /* The lease TTL etcd granted, in seconds (0 before the first grant). */
 unsigned witness_granted_ttl(struct witness *w);
 

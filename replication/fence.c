@@ -21,6 +21,7 @@ int fence_open(struct fence *f, const struct vm_options *opts, const char *role)
 
 	memset(f, 0, sizeof(*f));
 	pthread_mutex_init(&f->lock, NULL);
+	pthread_mutex_init(&f->wlock, NULL);
 	pthread_cond_init(&f->cond, NULL);
 	if (!opts->witness)
 		return 0;
@@ -64,7 +65,9 @@ static void *renewer(void *arg)
 		if (f->quit)
 			break;
 		pthread_mutex_unlock(&f->lock);
+		pthread_mutex_lock(&f->wlock);
 		int ret = witness_renew(f->w);
+		pthread_mutex_unlock(&f->wlock);
 
 		if (ret == -ENOLCK)
 			fence_now(f, "the lease is lost");
@@ -84,9 +87,12 @@ int fence_acquire(struct fence *f, struct vm *vm, unsigned wait_ms)
 	f->vm = vm;
 	if (!f->w)
 		return 0;
+	pthread_mutex_lock(&f->wlock);
 	ret = witness_acquire(f->w, wait_ms);
-	if (ret == -EBUSY) {
+	if (ret == -EBUSY)
 		witness_holder(f->w, holder, sizeof(holder));
+	pthread_mutex_unlock(&f->wlock);
+	if (ret == -EBUSY) {
 		pr_err("witness: the guest is active elsewhere (%s holds the lease)", holder);
 		return ret;
 	}
@@ -107,6 +113,54 @@ bool fence_allowed(struct fence *f)
 	if (!f->w)
 		return true;
 	return !__atomic_load_n(&f->lost, __ATOMIC_ACQUIRE) && witness_valid(f->w);
+}
+
+int fence_set_session(struct fence *f, uint64_t session)
+{
+	char v[24];
+	int ret;
+
+	if (!f->w)
+		return 0;
+	snprintf(v, sizeof(v), "%016llx", (unsigned long long)session);
+	pthread_mutex_lock(&f->wlock);
+	ret = witness_mark(f->w, "protected-by", v);
+	pthread_mutex_unlock(&f->wlock);
+	return ret;
+}
+
+int fence_clear_session(struct fence *f)
+{
+	int ret = -ENOLCK;
+
+	if (!f->w)
+		return 0;
+	/* Keep trying while the lease is ours: the alternative is output we may not release. */
+	while (fence_allowed(f)) {
+		pthread_mutex_lock(&f->wlock);
+		ret = witness_mark(f->w, "protected-by", NULL);
+		pthread_mutex_unlock(&f->wlock);
+		if (ret != -EHOSTUNREACH && ret != -ETIMEDOUT && ret != -EIO)
+			break;
+		usleep(50000);
+	}
+	return ret;
+}
+
+int fence_check_session(struct fence *f, uint64_t session)
+{
+	char got[64], want[24];
+	int ret;
+
+	if (!f->w)
+		return 0;
+	snprintf(want, sizeof(want), "%016llx", (unsigned long long)session);
+	pthread_mutex_lock(&f->wlock);
+	ret = witness_read(f->w, "protected-by", got, sizeof(got));
+	pthread_mutex_unlock(&f->wlock);
+	if (ret == -ENOENT || (!ret && strcmp(got, want)))
+		return -ESTALE;
+	return ret;
 }
 
 unsigned fence_takeover_wait_ms(const struct fence *f)
@@ -138,9 +192,11 @@ void fence_close(struct fence *f, bool release)
 		pthread_join(f->renewer, NULL);
 	f->renewing = false;
 	if (f->w) {
+		pthread_mutex_lock(&f->wlock);
 		if (release)
 			witness_release(f->w);
 		witness_close(f->w);
+		pthread_mutex_unlock(&f->wlock);
 	}
 	f->w = NULL;
 }

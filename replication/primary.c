@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,6 +52,8 @@ struct replication {
 	unsigned nr_pause;
 	uint64_t last_pages;
 	char note[128];
+	uint64_t session;   /* names this pairing in the witness */
+	bool session_named; /* the witness says this session's standby may take over */
 
 	pthread_mutex_t send_lock; /* the socket's write side */
 	struct stream_stats st;
@@ -108,6 +111,14 @@ static void lose_standby(struct replication *r, const char *why)
 		return;
 	pr_warn("replication to %s: %s; the guest runs on UNPROTECTED", r->p.peer, why);
 	shutdown(r->sock, SHUT_RDWR);
+	/*
+	 * With a witness, the lost standby may merely be cut off: it must never
+	 * resume its (now stale) copy once this side lets output out.
+	 */
+	if (fence_clear_session(&r->vm->fence)) {
+		pr_err("replication: cannot tell the witness the standby is stale; holding output");
+		return;
+	}
 	output_buffer_unhold(&r->vm->out);
 	repl_disk_unhold(&r->disk);
 }
@@ -207,6 +218,16 @@ static void *ack_thread(void *arg)
 		 */
 		if (!fence_allowed(&r->vm->fence))
 			continue; /* fenced: this side lets nothing out any more */
+		if (!r->session_named) {
+			int fr = fence_set_session(&r->vm->fence, r->session);
+
+			r->session_named = fr == 0;
+			if (fr)
+				pr_warn(
+				    "replication: the witness does not name this standby yet (%s); "
+				    "it cannot take over until it does",
+				    strerror(-fr));
+		}
 		if (send_release(r, epoch)) {
 			lose_standby(r, "sending failed");
 			return NULL;
@@ -243,6 +264,8 @@ static int sync_standby(struct replication *r)
 	vm_resume(vm);
 	if (!ret)
 		ret = vm_stream_send_begin(vm, r->sock, &r->st);
+	if (!ret)
+		ret = send_u64_section(r, STREAM_SEC_SESSION, r->session);
 	if (!ret)
 		ret = stream_write_memory(r->sock, &vm->mem, NULL, STREAM_MEM_LIVE, &r->st);
 	for (int pass = 0; !ret && pass < SYNC_MAX_PASSES && !should_stop(r); pass++) {
@@ -471,6 +494,8 @@ int replicate_start(struct vm *vm, const struct repl_params *p)
 	pthread_cond_init(&r->cond, NULL);
 	pthread_mutex_init(&r->send_lock, NULL);
 	r->e.pages.max = STAGING_MAX_PAGES;
+	if (getrandom(&r->session, sizeof(r->session), 0) != sizeof(r->session))
+		r->session = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
 	set_note(r, "syncing the standby");
 	r->dirty = calloc(dirty_log_words(&vm->mem), sizeof(uint64_t));
 	ret = r->dirty ? repl_disk_init(&r->disk, vm) : -ENOMEM;

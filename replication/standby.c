@@ -63,6 +63,7 @@ struct standby {
 	struct epoch staged[STAGED_MAX];
 	unsigned staged_first, nr_staged;
 	uint64_t received; /* last epoch received whole */
+	uint64_t session;  /* the primary's name for this pairing (witness) */
 };
 
 static uint64_t now_ns(void)
@@ -263,6 +264,9 @@ static void *rx_thread(void *arg)
 			if (!ret)
 				ret = receive_epoch(sb, v);
 			break;
+		case STREAM_SEC_SESSION:
+			ret = epoch_read_u64(sb->sock, len, &sb->session, &sb->st);
+			break;
 		case STREAM_SEC_RELEASE:
 			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
 			if (!ret)
@@ -304,6 +308,12 @@ static void *rx_thread(void *arg)
 		end_standby(sb, 1,
 			    "the primary still holds the witness lease (or etcd is unreachable)");
 		pr_err("standby: not taking over: the guest may still run on the primary");
+		return NULL;
+	}
+	if (fence_check_session(&vm->fence, sb->session)) {
+		end_standby(sb, 1, "this copy is stale: the primary ran on unprotected after it");
+		pr_err("standby: not taking over: the witness does not name this standby's session "
+		       "(the primary went on without it, or never said it was protected)");
 		return NULL;
 	}
 	take_over(sb, forced	       ? "failover requested"

@@ -347,6 +347,7 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 	case STREAM_SEC_EPOCH_END:
 	case STREAM_SEC_HEARTBEAT:
 	case STREAM_SEC_RELEASE:
+	case STREAM_SEC_SESSION:
 		if (*len != 8)
 			goto too_long;
 		return 0;
@@ -478,6 +479,8 @@ const char *stream_section_name(uint32_t type)
 		return "SHUTDOWN";
 	case STREAM_SEC_RELEASE:
 		return "RELEASE";
+	case STREAM_SEC_SESSION:
+		return "SESSION";
 	default:
 		return "unknown";
 	}

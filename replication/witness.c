@@ -459,6 +459,85 @@ int witness_holder(struct witness *w, char *buf, size_t len)
 	return kv.truncated || n < kv.value_len ? -ENOSPC : 0;
 }
 
+/* "/vmm/<name>/<suffix>", base64, into out (B64LEN(KEY_MAX + 32) bytes). */
+static int side_key_b64(struct witness *w, const char *suffix, char *out, size_t outlen)
+{
+	char key[KEY_MAX + 32];
+	size_t base = strlen(w->key) - strlen("active");
+	int n;
+
+	if (strlen(suffix) > 31 || strchr(suffix, '/'))
+		return -EINVAL;
+	n = snprintf(key, sizeof(key), "%.*s%s", (int)base, w->key, suffix);
+	if (n < 0 || (size_t)n >= sizeof(key))
+		return -EINVAL;
+	return witness_b64_encode(key, (size_t)n, out, outlen) < 0 ? -EINVAL : 0;
+}
+
+int witness_mark(struct witness *w, const char *suffix, const char *value)
+{
+	char kb[B64LEN(KEY_MAX + 32)], vb[B64LEN(WITNESS_MAX_HOLDER)], op[1024];
+	struct witness_kv kv;
+	bool ok;
+	int r;
+
+	if (!w->held || !w->lease)
+		return -ENOLCK;
+	r = side_key_b64(w, suffix, kb, sizeof(kb));
+	if (r)
+		return r;
+	if (value) {
+		if (strlen(value) > WITNESS_MAX_HOLDER ||
+		    witness_b64_encode(value, strlen(value), vb, sizeof(vb)) < 0)
+			return -EINVAL;
+		snprintf(op, sizeof(op), "{\"request_put\":{\"key\":\"%s\",\"value\":\"%s\"}}", kb,
+			 vb);
+	} else {
+		snprintf(op, sizeof(op), "{\"request_delete_range\":{\"key\":\"%s\"}}", kb);
+	}
+	/* Only while our lease is on the active key: a fenced holder changes nothing. */
+	snprintf(w->request, sizeof(w->request),
+		 "{\"compare\":[{\"target\":\"LEASE\",\"result\":\"EQUAL\",\"key\":\"%s\","
+		 "\"lease\":\"%lld\"}],\"success\":[%s],"
+		 "\"failure\":[{\"request_range\":{\"key\":\"%s\"}}]}",
+		 w->key_b64, (long long)w->lease, op, w->key_b64);
+	r = etcd_call(w, "/kv/txn");
+	if (r)
+		return r == -ENOENT ? -EIO : r;
+	r = witness_parse_txn(w->body, w->body_len, &ok, &kv);
+	if (r)
+		return malformed(w, "kv/txn");
+	return ok ? 0 : -ENOLCK;
+}
+
+int witness_read(struct witness *w, const char *suffix, char *buf, size_t len)
+{
+	char kb[B64LEN(KEY_MAX + 32)];
+	struct witness_kv kv;
+	int r;
+
+	if (!len)
+		return -ENOSPC;
+	buf[0] = '\0';
+	r = side_key_b64(w, suffix, kb, sizeof(kb));
+	if (r)
+		return r;
+	snprintf(w->request, sizeof(w->request), "{\"key\":\"%s\"}", kb);
+	r = etcd_call(w, "/kv/range");
+	if (r)
+		return r == -ENOENT ? -EIO : r;
+	r = witness_parse_range(w->body, w->body_len, &kv);
+	if (r)
+		return malformed(w, "kv/range");
+	if (!kv.found)
+		return -ENOENT;
+	if (kv.truncated || kv.value_len >= len)
+		return -ENOSPC;
+	memcpy(buf, kv.value, kv.value_len);
+	buf[kv.value_len] = '\0';
+	return 0;
+}
+
 unsigned witness_granted_ttl(struct witness *w)
 {
 	return (unsigned)w->granted_ttl;

@@ -10,7 +10,7 @@ PKGS=(
 	libfdt-dev libcmocka-dev libxxhash-dev  # state tree (libfdt), unit tests (cmocka), stream checksums (xxHash)
 	qemu-system-x86                         # nested Linux harness and the benchmark peer
 	busybox-static cpio xz-utils zstd kmod  # initramfs building, module unpacking
-	e2fsprogs iproute2 procps psmisc python3
+	e2fsprogs iproute2 procps psmisc python3 curl
 	etcd-server etcd-client libcurl4-openssl-dev  # split-brain witness: etcd lease over its v3 JSON gateway (libcurl)
 )
 SUDO=

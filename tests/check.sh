@@ -25,6 +25,8 @@ run_suite unit tests/run-unit.sh build/unit/test_*
 run_suite fuzz make -s fuzz FUZZ_SECONDS="${FUZZ_SECONDS:-15}"
 run_suite integration tests/integration/run.sh
 run_suite replication tests/integration/replication.sh
+run_suite splitbrain tests/integration/splitbrain.sh
+run_suite witness tests/integration/witness_etcd.sh
 run_suite nested tests/nested/run.sh
 [ $failed -eq 0 ] || echo "failed suites: ${names[*]}"
 echo "check: $passed passed, $failed failed"
