@@ -585,7 +585,10 @@ echo "  clock: the guest's realtime stepped $kg s (monotonic $km s) from seq $k 
 awk -v a="$ng" -v b="$nm" -v c="$xg" -v d="$xm" -v t="$downtime" \
 	'BEGIN { exit !(a >= 0 && b >= 0 && c < 5 && d < 5) }' ||
 	nested_fail "guest clock stepped back or jumped between lines: realtime $ng..$xg s, monotonic $nm..$xm s (downtime $downtime ms)"
-awk -v j="$jump" -v s="$spread" 'BEGIN { exit !(j > -1 && j < 1 && s < 0.5) }' ||
+# The spread is mostly the serial line's own latency under TCG (each byte is an exit through
+# two levels; a loaded machine delays lines by up to a second or so), not the guest's clock:
+# the mean offset before and after is what shows a jump.
+awk -v j="$jump" -v s="$spread" 'BEGIN { exit !(j > -1 && j < 1 && s < 2) }' ||
 	nested_fail "guest clock does not track the hosts' after the migration: offset moved $jump s, spread $spread s"
 echo "ok: guest clock tracks wall time through the migration: its offset from the hosts' clock moved $jump s;" \
 	"+$kg s across the hand-over, never back, at most $xg s between lines"
