@@ -22,7 +22,7 @@ UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/unit/%)
 FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BINS  := $(FUZZ_SRCS:tests/fuzz/%.c=$(BUILD)/fuzz/%)
 
-.PHONY: all vmm images check unit integration nested fuzz bench demo install clean format linux-guest
+.PHONY: all vmm images check unit integration nested fuzz bench soak demo install clean format linux-guest
 
 all: vmm images
 
@@ -94,6 +94,10 @@ bench: all
 
 demo: all
 	@tests/demo.sh
+
+# Hundreds of failover trials (CI runs 20): SOAK_TRIALS=N to change.
+soak: all
+	@REPL_TRIALS=$${SOAK_TRIALS:-300} VMM=$(BUILD)/vmm tests/integration/replication.sh
 
 linux-guest:
 	images/linux/build.sh

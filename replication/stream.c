@@ -306,6 +306,10 @@ int stream_read_header(int fd, struct stream_header *h, struct stream_stats *st)
 		pr_err("not a vmm state stream (bad magic)");
 		return -EINVAL;
 	}
+	if (h->reserved[0] || h->reserved[1]) {
+		pr_err("state stream: header with reserved bits set");
+		return -EINVAL;
+	}
 	if (h->version != STREAM_VERSION) {
 		pr_err("state stream version %u; this vmm reads version %u", h->version,
 		       STREAM_VERSION);
@@ -329,6 +333,11 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 		return ret;
 	*type = le32toh(s.type);
 	*len = le64toh(s.length);
+	if (s.reserved) {
+		pr_err("state stream: %s section with reserved bits set",
+		       stream_section_name(*type));
+		return -EINVAL;
+	}
 	switch (*type) {
 	case STREAM_SEC_CONFIG:
 	case STREAM_SEC_STATE:
