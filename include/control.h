@@ -31,6 +31,9 @@ struct control {
 /* Listen on path (a stale socket there is replaced) and serve it on vm's loop.  0 or -errno. */
 int control_open(struct control *c, struct vm *vm, const char *path);
 
+/* One answer line to a ctl client (a newline is added; a client gone is ignored).  Any thread. */
+void control_reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* Stop serving, unlink the socket.  Safe on a control that never opened. */
 void control_close(struct control *c);
 

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "control.h"
 #include "dirty_log.h"
 #include "kvm_state.h"
 #include "log.h"
@@ -43,27 +44,6 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
-static void reply(struct migration *m, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void reply(struct migration *m, const char *fmt, ...)
-{
-	char line[512];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n > sizeof(line) - 2)
-		n = sizeof(line) - 2;
-	line[n++] = '\n';
-	/* The ctl client may have gone; the migration goes on regardless. */
-	if (send(m->reply_fd, line, (size_t)n, MSG_NOSIGNAL) < 0) {
-	}
 }
 
 int migrate_parse(int argc, char **argv, struct migrate_params *p, char *err, size_t errlen)
@@ -216,7 +196,8 @@ static void *migrate_thread(void *arg)
 	pthread_setname_np(pthread_self(), "migrate");
 	ret = tcp_connect(m->p.dest, CONNECT_TIMEOUT_MS);
 	if (ret < 0) {
-		reply(m, "error: cannot connect to %s: %s", m->p.dest, strerror(-ret));
+		control_reply(m->reply_fd, "error: cannot connect to %s: %s", m->p.dest,
+			      strerror(-ret));
 		goto out;
 	}
 	m->sock = ret;
@@ -239,19 +220,20 @@ static void *migrate_thread(void *arg)
 		}
 		expected_ms = (uint64_t)n * GUEST_PAGE_SIZE * 1000 / (rate ? rate : 1);
 		set_progress(m, pass, (uint64_t)n, rate, expected_ms, st.bytes);
-		reply(m,
-		      "pass %u: %llu MiB sent, %lld pages dirty, %.1f MiB/s, expected downtime "
-		      "%llu ms",
-		      pass, (unsigned long long)(st.bytes >> 20), (long long)n,
-		      (double)rate / (1 << 20), (unsigned long long)expected_ms);
+		control_reply(
+		    m->reply_fd,
+		    "pass %u: %llu MiB sent, %lld pages dirty, %.1f MiB/s, expected downtime "
+		    "%llu ms",
+		    pass, (unsigned long long)(st.bytes >> 20), (long long)n,
+		    (double)rate / (1 << 20), (unsigned long long)expected_ms);
 		if (expected_ms <= m->p.downtime_ms)
 			break;
 		if (++pass >= m->p.max_passes) {
 			if (m->p.force)
 				break;
 			ret = -ETIME;
-			reply(
-			    m,
+			control_reply(
+			    m->reply_fd,
 			    "error: no convergence after %u passes: %lld pages dirty per pass at "
 			    "%.1f MiB/s would stop the guest for %llu ms (> %u); the VM keeps "
 			    "running "
@@ -266,14 +248,16 @@ static void *migrate_thread(void *arg)
 	if (!ret)
 		ret = stop_and_copy(m, &dl, dirty, &st, &downtime_ns);
 	if (ret) {
-		reply(m, "error: migration to %s failed: %s; the VM keeps running here", m->p.dest,
-		      why(ret));
+		control_reply(m->reply_fd,
+			      "error: migration to %s failed: %s; the VM keeps running here",
+			      m->p.dest, why(ret));
 		goto out;
 	}
-	reply(m, "migrated to %s: %u passes, %llu MiB in %.0f ms, downtime %.1f ms", m->p.dest,
-	      pass + 1, (unsigned long long)(st.bytes >> 20), (double)(now_ns() - t_start) / 1e6,
-	      (double)downtime_ns / 1e6);
-	reply(m, "ok");
+	control_reply(m->reply_fd,
+		      "migrated to %s: %u passes, %llu MiB in %.0f ms, downtime %.1f ms", m->p.dest,
+		      pass + 1, (unsigned long long)(st.bytes >> 20),
+		      (double)(now_ns() - t_start) / 1e6, (double)downtime_ns / 1e6);
+	control_reply(m->reply_fd, "ok");
 	pr_info("migrated to %s (downtime %.1f ms)", m->p.dest, (double)downtime_ns / 1e6);
 out:
 	if (ret)

@@ -409,6 +409,37 @@ int stream_read_payload(int fd, uint64_t len, void **out, struct stream_stats *s
 	return 0;
 }
 
+/*
+ * One run header of a MEMORY payload with *len bytes left: read, hash,
+ * check against the RAM and what is left (which then holds the run's data).
+ */
+static int read_run(int fd, uint64_t *len, uint64_t ram_pages, XXH3_state_t *xs, uint64_t *first,
+		    uint64_t *count, struct stream_stats *st)
+{
+	struct wire_run r;
+	int ret;
+
+	if (*len < sizeof(r)) {
+		pr_err("state stream: memory section ends inside a run header");
+		return -EINVAL;
+	}
+	ret = read_all(fd, &r, sizeof(r), st);
+	if (ret)
+		return ret;
+	XXH3_64bits_update(xs, &r, sizeof(r));
+	*len -= sizeof(r);
+	*first = le64toh(r.first_page);
+	*count = le32toh(r.count);
+	if (*count == 0 || *count > STREAM_RUN_MAX_PAGES || *first >= ram_pages ||
+	    *count > ram_pages - *first || *count * PAGE > *len || r.reserved) {
+		pr_err("state stream: bad page run (%llu pages at page %llu of %llu)",
+		       (unsigned long long)*count, (unsigned long long)*first,
+		       (unsigned long long)ram_pages);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int stream_read_memory(int fd, uint64_t len, struct guest_mem *mem, struct stream_stats *st)
 {
 	uint64_t npages = mem->ram_size / PAGE, hash;
@@ -419,30 +450,12 @@ int stream_read_memory(int fd, uint64_t len, struct guest_mem *mem, struct strea
 		return -ENOMEM;
 	XXH3_64bits_reset(xs);
 	while (!ret && len) {
-		struct wire_run r;
 		uint64_t first, count;
 		uint8_t *dst;
 
-		if (len < sizeof(r)) {
-			pr_err("state stream: memory section ends inside a run header");
-			ret = -EINVAL;
-			break;
-		}
-		ret = read_all(fd, &r, sizeof(r), st);
+		ret = read_run(fd, &len, npages, xs, &first, &count, st);
 		if (ret)
 			break;
-		XXH3_64bits_update(xs, &r, sizeof(r));
-		len -= sizeof(r);
-		first = le64toh(r.first_page);
-		count = le32toh(r.count);
-		if (count == 0 || count > STREAM_RUN_MAX_PAGES || first >= npages ||
-		    count > npages - first || count * PAGE > len || r.reserved) {
-			pr_err("state stream: bad page run (%llu pages at page %llu of %llu)",
-			       (unsigned long long)count, (unsigned long long)first,
-			       (unsigned long long)npages);
-			ret = -EINVAL;
-			break;
-		}
 		dst = mem->host_base + first * PAGE;
 		ret = read_all(fd, dst, count * PAGE, st);
 		if (ret)
@@ -605,29 +618,11 @@ int stream_read_memory_list(int fd, uint64_t len, uint64_t ram_pages, struct pag
 	}
 	XXH3_64bits_reset(xs);
 	while (!ret && len) {
-		struct wire_run r;
 		uint64_t first, count;
 
-		if (len < sizeof(r)) {
-			pr_err("state stream: memory section ends inside a run header");
-			ret = -EINVAL;
-			break;
-		}
-		ret = read_all(fd, &r, sizeof(r), st);
+		ret = read_run(fd, &len, ram_pages, xs, &first, &count, st);
 		if (ret)
 			break;
-		XXH3_64bits_update(xs, &r, sizeof(r));
-		len -= sizeof(r);
-		first = le64toh(r.first_page);
-		count = le32toh(r.count);
-		if (count == 0 || count > STREAM_RUN_MAX_PAGES || first >= ram_pages ||
-		    count > ram_pages - first || count * PAGE > len || r.reserved) {
-			pr_err("state stream: bad page run (%llu pages at page %llu of %llu)",
-			       (unsigned long long)count, (unsigned long long)first,
-			       (unsigned long long)ram_pages);
-			ret = -EINVAL;
-			break;
-		}
 		ret = read_all(fd, buf, count * PAGE, st);
 		if (ret)
 			break;

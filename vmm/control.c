@@ -33,9 +33,7 @@ static uint64_t now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 }
 
-static void reply(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void reply(int fd, const char *fmt, ...)
+void control_reply(int fd, const char *fmt, ...)
 {
 	char line[1024];
 	va_list ap;
@@ -68,24 +66,25 @@ static void cmd_status(struct control *c, int fd)
 	replicate_get_status(vm, &rs);
 	standby_get_status(vm, &ss);
 	if (vm->standby && !ss.active) {
-		reply(fd, "role: standby");
-		reply(fd,
-		      "standby: %s, checkpoint %llu committed, %llu MiB received, primary heard "
-		      "%llu ms ago",
-		      ss.phase, (unsigned long long)ss.committed,
-		      (unsigned long long)(ss.bytes >> 20), (unsigned long long)ss.since_rx_ms);
+		control_reply(fd, "role: standby");
+		control_reply(
+		    fd,
+		    "standby: %s, checkpoint %llu committed, %llu MiB received, primary heard "
+		    "%llu ms ago",
+		    ss.phase, (unsigned long long)ss.committed,
+		    (unsigned long long)(ss.bytes >> 20), (unsigned long long)ss.since_rx_ms);
 	} else {
-		reply(fd, "role: primary%s", vm->standby ? " (took over as standby)" : "");
-		reply(fd, "state: %s", paused ? "paused" : "running");
+		control_reply(fd, "role: primary%s", vm->standby ? " (took over as standby)" : "");
+		control_reply(fd, "state: %s", paused ? "paused" : "running");
 		if (!vm->repl)
-			reply(fd, "protection: unprotected (no standby)");
+			control_reply(fd, "protection: unprotected (no standby)");
 		else if (rs.protected_)
-			reply(fd, "protection: protected by %s", rs.peer);
+			control_reply(fd, "protection: protected by %s", rs.peer);
 		else
-			reply(fd, "protection: unprotected (%s)",
-			      rs.note[0] ? rs.note : "starting");
+			control_reply(fd, "protection: unprotected (%s)",
+				      rs.note[0] ? rs.note : "starting");
 		if (vm->repl)
-			reply(
+			control_reply(
 			    fd,
 			    "replication: epoch %llu, acknowledged %llu, lag %llu epochs, %llu MiB "
 			    "sent, pause p50 %llu us p99 %llu us max %llu us, last epoch %llu "
@@ -99,13 +98,13 @@ static void cmd_status(struct control *c, int fd)
 			    (unsigned long long)rs.pause_max_us, (unsigned long long)rs.last_pages,
 			    (unsigned long long)rs.held_bytes, (unsigned long long)rs.hold_max_us);
 	}
-	reply(fd, "uptime-s: %.3f", (double)(now_ns() - c->start_ns) / 1e9);
-	reply(fd, "vcpus: %u", vm->ncpus);
-	reply(fd, "memory-mib: %llu", (unsigned long long)(vm->mem.ram_size >> 20));
+	control_reply(fd, "uptime-s: %.3f", (double)(now_ns() - c->start_ns) / 1e9);
+	control_reply(fd, "vcpus: %u", vm->ncpus);
+	control_reply(fd, "memory-mib: %llu", (unsigned long long)(vm->mem.ram_size >> 20));
 	struct migrate_progress mp;
 	migrate_get_progress(vm, &mp);
 	if (mp.active)
-		reply(
+		control_reply(
 		    fd,
 		    "migration: pass %u, %llu pages dirty, %.1f MiB/s, expected downtime %llu ms, "
 		    "%llu MiB sent",
@@ -116,20 +115,20 @@ static void cmd_status(struct control *c, int fd)
 		struct virtio_blk_stats s;
 
 		virtio_blk_get_stats(vm->blks[i], &s);
-		reply(fd, "disk%u: %s reads=%llu writes=%llu flushes=%llu errors=%llu", i,
-		      vm->opts->disks[i].path, (unsigned long long)s.reads,
-		      (unsigned long long)s.writes, (unsigned long long)s.flushes,
-		      (unsigned long long)s.errors);
+		control_reply(fd, "disk%u: %s reads=%llu writes=%llu flushes=%llu errors=%llu", i,
+			      vm->opts->disks[i].path, (unsigned long long)s.reads,
+			      (unsigned long long)s.writes, (unsigned long long)s.flushes,
+			      (unsigned long long)s.errors);
 	}
 	for (unsigned i = 0; i < vm->nr_nets; i++) {
 		struct virtio_net_stats s;
 
 		virtio_net_get_stats(vm->nets[i], &s);
-		reply(fd, "net%u: %s rx-packets=%llu tx-packets=%llu rx-dropped=%llu", i,
-		      vm->opts->nets[i].tap, (unsigned long long)s.rx_packets,
-		      (unsigned long long)s.tx_packets, (unsigned long long)s.rx_dropped);
+		control_reply(fd, "net%u: %s rx-packets=%llu tx-packets=%llu rx-dropped=%llu", i,
+			      vm->opts->nets[i].tap, (unsigned long long)s.rx_packets,
+			      (unsigned long long)s.tx_packets, (unsigned long long)s.rx_dropped);
 	}
-	reply(fd, "ok");
+	control_reply(fd, "ok");
 }
 
 static void cmd_replicate_to(struct control *c, int fd, int argc, char **argv)
@@ -140,7 +139,7 @@ static void cmd_replicate_to(struct control *c, int fd, int argc, char **argv)
 
 	standby_get_status(c->vm, &ss);
 	if (c->vm->standby && !ss.active)
-		return reply(fd, "error: a standby protects nothing until it takes over");
+		return control_reply(fd, "error: a standby protects nothing until it takes over");
 	replicate_params_from_options(c->vm->opts, &p);
 	snprintf(p.peer, sizeof(p.peer), "%s", argv[1]);
 	for (int i = 2; i < argc; i++) {
@@ -151,24 +150,26 @@ static void cmd_replicate_to(struct control *c, int fd, int argc, char **argv)
 		    (!strcmp(argv[i], "--epoch-ms") || !strcmp(argv[i], "--failover-timeout-ms"))) {
 			v = (unsigned)strtoul(argv[i + 1], &end, 10);
 			if (*end || v == 0)
-				return reply(fd, "error: %s: bad number", argv[i]);
+				return control_reply(fd, "error: %s: bad number", argv[i]);
 			if (argv[i][2] == 'e')
 				p.epoch_ms = v;
 			else
 				p.failover_timeout_ms = v;
 			i++;
 		} else {
-			return reply(fd, "error: usage: replicate-to HOST:PORT [--epoch-ms N] "
-					 "[--failover-timeout-ms N]");
+			return control_reply(fd,
+					     "error: usage: replicate-to HOST:PORT [--epoch-ms N] "
+					     "[--failover-timeout-ms N]");
 		}
 	}
 	ret = replicate_start(c->vm, &p);
 	if (ret)
-		return reply(fd, "error: %s",
-			     ret == -EBUSY ? "already replicating" : strerror(-ret));
-	reply(fd, "replicating to %s every %u ms (protected once the first checkpoint commits)",
-	      p.peer, p.epoch_ms);
-	reply(fd, "ok");
+		return control_reply(fd, "error: %s",
+				     ret == -EBUSY ? "already replicating" : strerror(-ret));
+	control_reply(fd,
+		      "replicating to %s every %u ms (protected once the first checkpoint commits)",
+		      p.peer, p.epoch_ms);
+	control_reply(fd, "ok");
 }
 
 /* Hands fd to the migration thread on success (returns true: not the caller's to close). */
@@ -179,7 +180,7 @@ static bool cmd_migrate(struct control *c, int fd, int argc, char **argv)
 	int ret;
 
 	if (migrate_parse(argc - 1, argv + 1, &p, err, sizeof(err))) {
-		reply(fd, "error: %s", err);
+		control_reply(fd, "error: %s", err);
 		return false;
 	}
 	/* Progress lines may come seconds apart: no send timeout on this one. */
@@ -187,8 +188,8 @@ static bool cmd_migrate(struct control *c, int fd, int argc, char **argv)
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &none, sizeof(none));
 	ret = migrate_start(c->vm, &p, fd);
 	if (ret) {
-		reply(fd, "error: %s",
-		      ret == -EBUSY ? "a migration is already running" : strerror(-ret));
+		control_reply(fd, "error: %s",
+			      ret == -EBUSY ? "a migration is already running" : strerror(-ret));
 		return false;
 	}
 	return true;
@@ -207,21 +208,22 @@ static void cmd_snapshot(struct control *c, int fd, int argc, char **argv)
 		else if (!path && argv[i][0])
 			path = argv[i];
 		else
-			return reply(fd, "error: usage: snapshot FILE [--stop]");
+			return control_reply(fd, "error: usage: snapshot FILE [--stop]");
 	}
 	if (!path)
-		return reply(fd, "error: usage: snapshot FILE [--stop]");
+		return control_reply(fd, "error: usage: snapshot FILE [--stop]");
 	if (vm_snapshot(c->vm, path, stop, &st, err, sizeof(err)))
-		return reply(fd, "error: %s", err);
-	reply(fd, "snapshot: %s bytes=%llu pages=%llu zero-pages-skipped=%llu paused-ms=%.1f", path,
-	      (unsigned long long)st.bytes, (unsigned long long)st.pages,
-	      (unsigned long long)st.zero_pages, (double)st.pause_ns / 1e6);
+		return control_reply(fd, "error: %s", err);
+	control_reply(fd,
+		      "snapshot: %s bytes=%llu pages=%llu zero-pages-skipped=%llu paused-ms=%.1f",
+		      path, (unsigned long long)st.bytes, (unsigned long long)st.pages,
+		      (unsigned long long)st.zero_pages, (double)st.pause_ns / 1e6);
 	if (stop) {
-		reply(fd, "stopped: the VM ends now");
+		control_reply(fd, "stopped: the VM ends now");
 		pr_info("snapshot to %s taken; stopping as asked", path);
 		vm_request_stop(c->vm, VM_STOP_SIGNAL, 0);
 	}
-	reply(fd, "ok");
+	control_reply(fd, "ok");
 }
 
 /* Split a request (NUL-terminated arguments, then an empty one) into argv. */
@@ -285,7 +287,7 @@ static void on_connection(void *opaque, uint32_t events)
 	len = read_request(fd, buf, sizeof(buf));
 	argc = len < 0 ? (int)len : parse_request(buf, (size_t)len, argv);
 	if (argc < 0) {
-		reply(fd, "error: malformed request");
+		control_reply(fd, "error: malformed request");
 	} else if (!strcmp(argv[0], "status") && argc == 1) {
 		cmd_status(c, fd);
 	} else if (!strcmp(argv[0], "snapshot")) {
@@ -295,21 +297,22 @@ static void on_connection(void *opaque, uint32_t events)
 			return; /* the migration thread answers and closes */
 	} else if (!strcmp(argv[0], "failover") && argc == 1) {
 		if (!c->vm->standby) {
-			reply(fd, "error: not a standby");
+			control_reply(fd, "error: not a standby");
 		} else {
 			standby_request_failover(c->vm);
-			reply(fd, "ok");
+			control_reply(fd, "ok");
 		}
 	} else if (!strcmp(argv[0], "replicate-to") && argc >= 2) {
 		cmd_replicate_to(c, fd, argc, argv);
 	} else if (!strcmp(argv[0], "quit") && argc == 1) {
-		reply(fd, "ok");
+		control_reply(fd, "ok");
 		vm_request_stop(c->vm, VM_STOP_SIGNAL, 0);
 	} else {
-		reply(fd,
-		      "error: unknown command '%s' (status, snapshot, migrate, replicate-to, "
-		      "failover, quit)",
-		      argv[0]);
+		control_reply(
+		    fd,
+		    "error: unknown command '%s' (status, snapshot, migrate, replicate-to, "
+		    "failover, quit)",
+		    argv[0]);
 	}
 	close(fd);
 }
