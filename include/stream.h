@@ -44,7 +44,7 @@ enum stream_section {
 	STREAM_SEC_SESSION = 11,  /* replication: u64 id of this primary-standby session */
 };
 
-#define STREAM_MAX_DISK_LOG (1ULL << 32) /* one epoch's disk writes */
+#define STREAM_MAX_DISK_LOG (1ULL << 30) /* one epoch's disk writes */
 
 /* Pages copied out of guest RAM (an epoch's staging): index i of RAM at data + i * 4096. */
 struct page_list {

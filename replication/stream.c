@@ -388,13 +388,30 @@ static int read_hash(int fd, uint64_t *hash, struct stream_stats *st)
 
 int stream_read_payload(int fd, uint64_t len, void **out, struct stream_stats *st)
 {
-	uint64_t hash;
-	void *buf = malloc(len ? len : 1);
-	int ret;
+	uint64_t hash, have = 0, cap = len < (1u << 20) ? len : (1u << 20);
+	uint8_t *buf = malloc(cap ? cap : 1);
+	int ret = 0;
 
 	if (!buf)
 		return -ENOMEM;
-	ret = read_all(fd, buf, len, st);
+	/* Grow as the bytes arrive: a length in a header alone never buys memory. */
+	while (!ret && have < len) {
+		uint64_t chunk = len - have < (1u << 20) ? len - have : (1u << 20);
+
+		if (have + chunk > cap) {
+			uint64_t ncap = cap * 2 > have + chunk ? cap * 2 : have + chunk;
+			uint8_t *n = realloc(buf, ncap < len ? ncap : len);
+
+			if (!n) {
+				ret = -ENOMEM;
+				break;
+			}
+			buf = n;
+			cap = ncap < len ? ncap : len;
+		}
+		ret = read_all(fd, buf + have, chunk, st);
+		have += chunk;
+	}
 	if (!ret)
 		ret = read_hash(fd, &hash, st);
 	if (!ret && hash != XXH3_64bits(buf, len)) {
