@@ -419,25 +419,31 @@ migrate_case() {
 	wait $spid; rc_src=$?
 	wait $dpid; rc_dst=$?
 }
+# expect_mig NAME DESCRIPTION CONDITION: like expect, with the migration's own files in the report
+expect_mig() {
+	if eval "$3"; then pass "$2"; else
+		fail "$2" "ctl=$rc_ctl src=$rc_src dst=$rc_dst; ctl: $(tail -4 "$WORK/$1.ctl" | tr '\n' ' '); dst: $(tail -3 "$WORK/$1.dst" | tr '\n' ' '); src: $(tail -3 "$WORK/$1.src" | tr '\n' ' ')"
+	fi
+}
 migrate_case mig-counter --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=500" --
 counter_seq "$WORK/mig-counter.src" "$WORK/mig-counter.dst" >"$WORK/mig-counter.seq"
-expect "counter migrates over loopback: the sequence goes on at the destination with no gap or repeat" \
+expect_mig mig-counter "counter migrates over loopback: the sequence goes on at the destination with no gap or repeat" \
 	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "^migrated to" "$WORK/mig-counter.ctl" && seq_contiguous "$WORK/mig-counter.seq" 500 && [ "$(wc -l <"$WORK/mig-counter.seq")" -eq 500 ] && [ "$(counter_seq "$WORK/mig-counter.dst" | wc -l)" -gt 100 ]'
 migrate_case mig-smp --kernel $IMG/counter.elf --cpus 2 --cmdline "interval_ms=5 count=400" --
 counter_seq "$WORK/mig-smp.src" "$WORK/mig-smp.dst" >"$WORK/mig-smp.seq"
-expect "a two-vCPU guest migrates" \
+expect_mig mig-smp "a two-vCPU guest migrates" \
 	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && seq_contiguous "$WORK/mig-smp.seq" 400'
 migrate_case mig-dirty --kernel $IMG/dirty.elf --mem 256M --cmdline "rate=10 pages=16384 report_ms=500 duration_ms=3000" -- --downtime-ms 20
 downtime=$(grep -o 'downtime [0-9.]* ms' "$WORK/mig-dirty.ctl" | tail -1)
-expect "dirty guest at 10 pages/ms converges ($downtime) and verifies its memory on the destination" \
+expect_mig mig-dirty "dirty guest at 10 pages/ms converges ($downtime) and verifies its memory on the destination" \
 	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "verify=ok" "$WORK/mig-dirty.dst" && ! grep -q FAIL "$WORK/mig-dirty.dst" && grep -q "^pass 0: " "$WORK/mig-dirty.ctl"'
 
 # A guest dirtying as fast as it can over a 20 MiB/s link cannot go in 1 ms: abort, run on.
 migrate_case mig-noconv --kernel $IMG/dirty.elf --mem 64M --cmdline "rate=0 pages=8192 report_ms=500 duration_ms=4000" -- --downtime-ms 1 --max-passes 2 --bandwidth 20
-expect "no convergence: migrate fails with the reason, the source finishes its work and verifies" \
+expect_mig mig-noconv "no convergence: migrate fails with the reason, the source finishes its work and verifies" \
 	'[ $rc_ctl -eq 1 ] && grep -q "no convergence" "$WORK/mig-noconv.ctl" && [ $rc_src -eq 0 ] && grep -q "verify=ok" "$WORK/mig-noconv.src" && ! grep -q FAIL "$WORK/mig-noconv.src"'
 migrate_case mig-force --kernel $IMG/dirty.elf --mem 64M --cmdline "rate=0 pages=8192 report_ms=500 duration_ms=3000" -- --downtime-ms 1 --max-passes 2 --bandwidth 200 --force
-expect "--force: the migration stops the guest after the last pass and completes anyway" \
+expect_mig mig-force "--force: the migration stops the guest after the last pass and completes anyway" \
 	'[ $rc_ctl -eq 0 ] && [ $rc_src -eq 0 ] && [ $rc_dst -eq 0 ] && grep -q "verify=ok" "$WORK/mig-force.dst" && ! grep -q FAIL "$WORK/mig-force.dst"'
 
 # The destination dies mid-stream (slow link): the source carries on.
@@ -454,7 +460,8 @@ sleep 1
 kill -9 $dpid
 wait $cpid; rc_ctl=$?
 wait $spid; rc_src=$?
-expect "destination killed mid-migration: migrate fails, the source guest runs to its end and verifies" \
+rc_dst=killed
+expect_mig mig-kill "destination killed mid-migration: migrate fails, the source guest runs to its end and verifies" \
 	'[ $rc_ctl -eq 1 ] && grep -q "keeps running here" "$WORK/mig-kill.ctl" && [ $rc_src -eq 0 ] && grep -q "verify=ok" "$WORK/mig-kill.src" && ! grep -q FAIL "$WORK/mig-kill.src"'
 
 # A destination fed garbage runs nothing and says why.
