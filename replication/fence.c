@@ -112,7 +112,13 @@ bool fence_allowed(struct fence *f)
 {
 	if (!f->w)
 		return true;
-	return !__atomic_load_n(&f->lost, __ATOMIC_ACQUIRE) && witness_valid(f->w);
+	if (__atomic_load_n(&f->lost, __ATOMIC_ACQUIRE))
+		return false;
+	if (!f->vm || witness_valid(f->w))
+		return true;
+	/* Running on without proof of the lease would be silent split brain: stop instead. */
+	fence_now(f, "the lease ran out before it could be renewed");
+	return false;
 }
 
 int fence_set_session(struct fence *f, uint64_t session)

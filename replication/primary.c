@@ -110,6 +110,13 @@ static void lose_standby(struct replication *r, const char *why)
 	if (!first)
 		return;
 	pr_warn("replication to %s: %s; the guest runs on UNPROTECTED", r->p.peer, why);
+	/*
+	 * A standby that is merely slow must not take our hang-up for our death:
+	 * tell it first (if the link still carries anything), then hang up.
+	 */
+	pthread_mutex_lock(&r->send_lock);
+	stream_write_section(r->sock, STREAM_SEC_DROPPED, NULL, 0, NULL);
+	pthread_mutex_unlock(&r->send_lock);
 	shutdown(r->sock, SHUT_RDWR);
 	/*
 	 * With a witness, the lost standby may merely be cut off: it must never

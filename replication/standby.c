@@ -272,6 +272,13 @@ static void *rx_thread(void *arg)
 			if (!ret)
 				ret = release_upto(sb, v);
 			break;
+		case STREAM_SEC_DROPPED:
+			pr_err(
+			    "standby: the primary gave up on this standby and runs on unprotected; "
+			    "not taking over");
+			shutdown(sb->sock, SHUT_RDWR);
+			end_standby(sb, 1, "dropped by the primary");
+			return NULL;
 		case STREAM_SEC_SHUTDOWN:
 			pr_info("standby: the primary's guest ended; nothing to take over");
 			shutdown(sb->sock, SHUT_RDWR);

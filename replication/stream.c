@@ -361,6 +361,7 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 			goto too_long;
 		return 0;
 	case STREAM_SEC_SHUTDOWN:
+	case STREAM_SEC_DROPPED:
 		if (*len)
 			goto too_long;
 		return 0;
@@ -520,6 +521,8 @@ const char *stream_section_name(uint32_t type)
 		return "RELEASE";
 	case STREAM_SEC_SESSION:
 		return "SESSION";
+	case STREAM_SEC_DROPPED:
+		return "DROPPED";
 	default:
 		return "unknown";
 	}

@@ -1,9 +1,22 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # make bench: measure, print a table, keep it under tests/bench/results/.
+#   BENCH_QUICK=1   one repetition of everything, short intervals (a smoke run)
+#   BENCH_ONLY=boot,migrate,replication   run only these benchmarks
 set -eu
 cd "$(dirname "$0")/../.."
 mkdir -p tests/bench/results
 stamp=$(date +%Y%m%d-%H%M%S)
-python3 tests/bench/boot_bench.py --out "tests/bench/results/boot-$stamp.txt" "$@"
-cp "tests/bench/results/boot-$stamp.txt" tests/bench/results/boot-latest.txt
+only=${BENCH_ONLY:-boot,migrate,replication}
+# The benchmarks run one binary from start to end, even if build/vmm is rebuilt meanwhile.
+vmm=$(mktemp /tmp/vmm-bench.XXXXXX)
+trap 'rm -f "$vmm"' EXIT
+cp build/vmm "$vmm" && chmod 755 "$vmm"
+status=0
+for name in boot migrate replication; do
+	case ",$only," in *",$name,"*) ;; *) continue ;; esac
+	out="tests/bench/results/$name-$stamp.txt"
+	python3 "tests/bench/${name}_bench.py" --vmm "$vmm" --out "$out" "$@" || status=1
+	[ -f "$out" ] && cp "$out" "tests/bench/results/$name-latest.txt"
+done
+exit $status

@@ -82,8 +82,8 @@ for _ in $(seq 100); do
 	curl -s -m 1 -X POST -d '{}' "http://10.78.1.1:$port/v3/maintenance/status" >/dev/null 2>&1 && break
 	sleep 0.1
 done
-WA="--witness etcd=http://10.78.1.1:$port --witness-ttl-ms 1000"
-WB="--witness etcd=http://10.78.2.1:$port --witness-ttl-ms 1000"
+WA="--witness etcd=http://10.78.1.1:$port --witness-ttl-ms 2000"
+WB="--witness etcd=http://10.78.2.1:$port --witness-ttl-ms 2000"
 
 inA() { ip netns exec $NSA "$@"; }
 inB() { ip netns exec $NSB "$@"; }
@@ -99,11 +99,11 @@ increasing() { sort -n -c "$1" 2>/dev/null; }
 pair() {
 	local name=$1 count=$2
 	rport=$((rport + 1))
-	inB "$VMM" standby --listen 10.77.0.2:$rport --failover-timeout-ms 300 -v $4 \
+	inB "$VMM" standby --listen 10.77.0.2:$rport --failover-timeout-ms 800 -v $4 \
 		</dev/null >"$WORK/$name.sb" 2>"$WORK/$name.sb.err" &
 	spid=$!
 	inA "$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=$count" \
-		--replicate-to 10.77.0.2:$rport --epoch-ms 10 --failover-timeout-ms 300 -v $3 \
+		--replicate-to 10.77.0.2:$rport --epoch-ms 10 --failover-timeout-ms 800 -v $3 \
 		</dev/null >"$WORK/$name.pr" 2>"$WORK/$name.pr.err" &
 	ppid=$!
 	pids+=($spid $ppid)
@@ -115,9 +115,9 @@ rport=7700
 pair nowit 800 "" ""
 sleep 0.3
 ip -n $NSA link set ra$TAG down
-wait_for "$WORK/nowit.sb.err" 'took over' 5
+wait_for "$WORK/nowit.sb.err" 'took over' 8
 took=$?
-wait_for "$WORK/nowit.pr.err" 'UNPROTECTED' 5
+wait_for "$WORK/nowit.pr.err" 'UNPROTECTED' 8
 unprot=$?
 sleep 0.5
 kill -0 $ppid 2>/dev/null && kill -0 $spid 2>/dev/null
@@ -157,7 +157,7 @@ ip -n $NSA link set xa$TAG down
 wait $ppid
 prc=$?
 t_fenced=$((($(date +%s%N) - t0) / 1000000))
-wait_for "$WORK/iso.sb.err" 'took over' 10
+wait_for "$WORK/iso.sb.err" 'took over' 15
 t_took=$((($(date +%s%N) - t0) / 1000000))
 wait $spid
 src=$?
