@@ -106,6 +106,7 @@ install: $(BUILD)/vmm
 	install -D -m 0755 $(BUILD)/vmm $(DESTDIR)$(PREFIX)/bin/vmm
 	install -d $(DESTDIR)$(PREFIX)/share/vmm/images
 	install -m 0644 images/out/*.elf $(DESTDIR)$(PREFIX)/share/vmm/images/
+	install -D -m 0644 docs/vmm.1 $(DESTDIR)$(PREFIX)/share/man/man1/vmm.1
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
