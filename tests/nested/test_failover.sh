@@ -1,0 +1,625 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# Failover of a real Linux guest (Debian's kernel through PVH, `quiet`) from a
+# primary L1 host that dies to its standby, while a TCP client reads from it:
+#
+#   hosts     a runs `vmm run` (the guest), b `vmm standby --listen
+#             0.0.0.0:7100`; one Ethernet segment, br0 = eth0 + tap0 on each;
+#             the guest is 10.0.3.10 with a fixed MAC, a is 10.0.3.1, b 10.0.3.2
+#   storage   not shared: two identical copies of one ext4 image (each host its
+#             own file in its 9p share); replication carries the writes
+#   protect   the guest boots unprotected (a Linux boot under 50 ms epochs is
+#             bandwidth-bound over this segment: 3 minutes and more), then
+#             `vmm ctl replicate-to 10.0.3.2:7100 --epoch-ms 50
+#             --failover-timeout-ms T` joins b; the L2 script touches its disk
+#             only after a "go" that the test sends once a's status says
+#             "protection: protected" (a joining standby gets no disk sync)
+#   workload  in L2, seqload (compiled here, the migration test's program; this
+#             copy can fsync every Nth line only) waits for one TCP client,
+#             then writes "seq N rt= mono=" every 100 ms: appended to /seq.txt
+#             (fsynced every 10th line: each fsync waits for several
+#             acknowledged epochs), to hvc0 (a's in its share, so it outlives
+#             a; b's in /tmp) and to the client, which runs on b and stamps
+#             each line with b's clock
+#   failure   at seq KILL_AT: `nested_kill a` (SIGKILL of a's QEMU: the host dies)
+#   checks    b's vmm logs that it took over and its status says it runs the
+#             guest; the TCP connection survives: the client gets seq
+#             1..COUNT once, no gap and no repeat, then the guest's close;
+#             hvc0 on a then on b is 1..COUNT, no gap and no repeat (output
+#             commit); the guest powers off on b (vmm exits 0); e2fsck -fn on
+#             b's image is clean and its /seq.txt is 1..COUNT. The client's
+#             gap between the two lines around b's takeover (same clock) is
+#             the failover pause as a client sees it: reported, and it must
+#             stay under MAX_PAUSE s.
+#   timeout   T is 3000 ms by default (FAILOVER_TIMEOUT_MS): with 1000 ms, on
+#             this 2-core machine under load (load average 3-12, two TCG L1s),
+#             both sides twice declared the other dead while both lived
+#             (standby "primary silent: took over", primary "the standby
+#             stopped answering"): without a witness that is split brain.
+set -eu
+. "$(dirname "$0")/lib.sh"
+
+COUNT=${FAILOVER_COUNT:-100}     # lines the workload writes, 100 ms apart
+KILL_AT=${FAILOVER_KILL_AT:-30}  # kill a once the client has this line
+MAX_PAUSE=${FAILOVER_MAX_PAUSE:-20}
+EPOCH_MS=${FAILOVER_EPOCH_MS:-50}
+TIMEOUT_MS=${FAILOVER_TIMEOUT_MS:-3000}
+MAC=52:54:00:12:34:56
+
+nested_init failover
+nested_require_vmm
+[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
+for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
+	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
+done
+command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+t_start=$SECONDS
+
+# ------------------------------------------------------------------ workload
+cat >"$NESTED_WORK/seqload.c" <<'C'
+/* seqload: the guest workload and the host tools of the nested snapshot and
+ * migration tests (one copy in each test script; keep them the same).
+ *
+ * seqload run PORT NCLIENTS COUNT INTERVAL_MS FILE [DIR]
+ *	(L2) listen on PORT, wait for NCLIENTS connections, then COUNT times,
+ *	INTERVAL_MS apart: the line "seq N rt=REALTIME mono=MONOTONIC" appended
+ *	to FILE and fsynced, written to DIR/N (if DIR), to /dev/hvc0 and to every
+ *	client. Progress and errors as "L2: ..." lines on stdout.
+ * seqload client HOST PORT SECONDS
+ *	(L1) connect (retrying for SECONDS), print each line received as
+ *	"RECEIVED-REALTIME LINE", then "client: eof after N lines" (the guest
+ *	closed) or "client: error ...".
+ * seqload stamp
+ *	(L1) copy stdin to stdout, each line prefixed by "[REALTIME] ".
+ * seqload timeserve PORT SECONDS
+ *	(L1) answer UDP requests with this host's CLOCK_REALTIME for SECONDS.
+ * seqload timesync HOST PORT [set]
+ *	(L1) NTP-style: 40 requests, the offset of HOST's clock from ours seen by
+ *	the fastest one; "set" steps our clock by it and measures again. */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static double clk(clockid_t id)
+{
+	struct timespec ts;
+
+	clock_gettime(id, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int64_t rt_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int die(const char *what)
+{
+	printf("L2: FAIL %s: %s\n", what, strerror(errno));
+	return 1;
+}
+
+static int writeall(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int run(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	int port, nclients, count, interval, lfd, fd, hvc, one = 1, cl[8], fsync_every;
+	const char *dir;
+
+	if (argc < 7)
+		return 2;
+	port = atoi(argv[2]);
+	nclients = atoi(argv[3]);
+	count = atoi(argv[4]);
+	interval = atoi(argv[5]);
+	dir = argc > 7 ? argv[7] : NULL;
+	/* This test's copy only: SEQLOAD_FSYNC_EVERY=N fsyncs every Nth line (and the last). */
+	fsync_every = getenv("SEQLOAD_FSYNC_EVERY") ? atoi(getenv("SEQLOAD_FSYNC_EVERY")) : 1;
+	if (fsync_every < 1 || count % fsync_every)
+		fsync_every = 1;
+	if (nclients > 8)
+		return 2;
+	fd = open(argv[6], O_WRONLY | O_CREAT | O_APPEND, 0644);
+	if (fd < 0)
+		return die(argv[6]);
+	hvc = open("/dev/hvc0", O_WRONLY | O_NOCTTY);
+	if (hvc < 0)
+		return die("/dev/hvc0");
+	if (dir && mkdir(dir, 0755) && errno != EEXIST)
+		return die(dir);
+	lfd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	a.sin_port = htons((uint16_t)port);
+	if (bind(lfd, (struct sockaddr *)&a, sizeof(a)) || listen(lfd, 8))
+		return die("listen");
+	printf("L2: listening on %d for %d clients\n", port, nclients);
+	fflush(stdout);
+	for (int i = 0; i < nclients; i++) {
+		struct pollfd p = {.fd = lfd, .events = POLLIN};
+
+		if (poll(&p, 1, 120000) != 1)
+			return die("no client within 120 s");
+		cl[i] = accept(lfd, NULL, NULL);
+		if (cl[i] < 0)
+			return die("accept");
+		setsockopt(cl[i], IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
+	printf("L2: %d clients connected, %d lines every %d ms\n", nclients, count, interval);
+	fflush(stdout);
+	for (int n = 1; n <= count; n++) {
+		char line[128], path[256];
+		int len = snprintf(line, sizeof(line), "seq %d rt=%.6f mono=%.6f\n", n,
+				   clk(CLOCK_REALTIME), clk(CLOCK_MONOTONIC));
+
+		if (writeall(fd, line, (size_t)len) || (n % fsync_every == 0 && fsync(fd)))
+			return die("append to the file");
+		if (dir) {
+			int f;
+
+			snprintf(path, sizeof(path), "%s/%d", dir, n);
+			f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+			if (f < 0 || writeall(f, line, (size_t)len) || close(f))
+				return die(path);
+		}
+		if (writeall(hvc, line, (size_t)len))
+			return die("write to /dev/hvc0");
+		for (int i = 0; i < nclients; i++) {
+			if (cl[i] >= 0 && writeall(cl[i], line, (size_t)len)) {
+				printf("L2: FAIL client %d: write of seq %d: %s\n", i, n,
+				       strerror(errno));
+				close(cl[i]);
+				cl[i] = -1;
+			}
+		}
+		if (n % 10 == 0) {
+			printf("L2: at %s", line);
+			fflush(stdout);
+		}
+		usleep((useconds_t)interval * 1000);
+	}
+	if (dir) {
+		int d = open(dir, O_RDONLY | O_DIRECTORY);
+
+		if (d < 0 || fsync(d) || close(d))
+			return die("fsync of the directory");
+	}
+	for (int i = 0; i < nclients; i++)
+		if (cl[i] >= 0)
+			close(cl[i]);
+	printf("L2: wrote %d lines\n", count);
+	return 0;
+}
+
+static int client(int argc, char **argv)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	char buf[65536];
+	size_t len = 0;
+	long lines = 0;
+	time_t end;
+	int fd;
+
+	if (argc < 5)
+		return 2;
+	a.sin_port = htons((uint16_t)atoi(argv[3]));
+	if (inet_pton(AF_INET, argv[2], &a.sin_addr) != 1)
+		return 2;
+	end = time(NULL) + atoi(argv[4]);
+	for (;;) {
+		fd = socket(AF_INET, SOCK_STREAM, 0);
+		if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0)
+			break;
+		close(fd);
+		if (time(NULL) >= end) {
+			printf("client: error: cannot connect: %s\n", strerror(errno));
+			return 1;
+		}
+		usleep(200000);
+	}
+	printf("client: connected\n");
+	fflush(stdout);
+	for (;;) {
+		ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+		double now = clk(CLOCK_REALTIME);
+		char *nl;
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (n < 0)
+				printf("client: error after %ld lines: %s\n", lines, strerror(errno));
+			else
+				printf("client: eof after %ld lines%s\n", lines,
+				       len ? " (and a partial line)" : "");
+			return n < 0;
+		}
+		len += (size_t)n;
+		while ((nl = memchr(buf, '\n', len))) {
+			*nl = 0;
+			printf("%.6f %s\n", now, buf);
+			lines++;
+			len -= (size_t)(nl + 1 - buf);
+			memmove(buf, nl + 1, len);
+		}
+		fflush(stdout);
+		if (len == sizeof(buf)) {
+			printf("client: error: line too long\n");
+			return 1;
+		}
+	}
+}
+
+static int stamp(void)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), stdin)) {
+		printf("[%.6f] %s", clk(CLOCK_REALTIME), line);
+		fflush(stdout);
+	}
+	return 0;
+}
+
+static int udp(const char *host, int port, struct sockaddr_in *a)
+{
+	*a = (struct sockaddr_in){.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	if (host && inet_pton(AF_INET, host, &a->sin_addr) != 1)
+		return -1;
+	return socket(AF_INET, SOCK_DGRAM, 0);
+}
+
+static int timeserve(int argc, char **argv)
+{
+	struct sockaddr_in a, from;
+	struct timeval tv = {.tv_sec = 1};
+	time_t end;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(NULL, atoi(argv[2]), &a);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)))
+		return perror("timeserve"), 1;
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	end = time(NULL) + atoi(argv[3]);
+	while (time(NULL) < end) {
+		socklen_t fl = sizeof(from);
+		int64_t req;
+
+		if (recvfrom(fd, &req, sizeof(req), 0, (struct sockaddr *)&from, &fl) != sizeof(req))
+			continue;
+		int64_t reply[2] = {req, rt_ns()};
+		sendto(fd, reply, sizeof(reply), 0, (struct sockaddr *)&from, fl);
+	}
+	return 0;
+}
+
+/* Offset (ns) of the server's clock from ours, from the fastest of 40 exchanges. */
+static int measure(int fd, struct sockaddr_in *a, int64_t *offset, int64_t *rtt)
+{
+	int got = 0;
+
+	*rtt = INT64_MAX;
+	for (int i = 0; i < 40; i++) {
+		int64_t t0 = rt_ns(), reply[2], t1;
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+
+		sendto(fd, &t0, sizeof(t0), 0, (struct sockaddr *)a, sizeof(*a));
+		while (poll(&p, 1, 500) == 1) {
+			if (recv(fd, reply, sizeof(reply), 0) == sizeof(reply) && reply[0] == t0)
+				break;
+			reply[0] = 0;
+		}
+		t1 = rt_ns();
+		if (reply[0] == t0 && t1 - t0 < *rtt) {
+			*rtt = t1 - t0;
+			*offset = reply[1] - (t0 + t1) / 2;
+			got++;
+		}
+		usleep(20000);
+	}
+	return got ? 0 : -1;
+}
+
+static int timesync(int argc, char **argv)
+{
+	struct sockaddr_in a;
+	int64_t off, rtt;
+	int fd;
+
+	if (argc < 4)
+		return 2;
+	fd = udp(argv[2], atoi(argv[3]), &a);
+	if (fd < 0 || measure(fd, &a, &off, &rtt))
+		return printf("timesync: no answer from %s\n", argv[2]), 1;
+	printf("timesync: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6, (double)rtt / 1e6);
+	if (argc > 4 && !strcmp(argv[4], "set")) {
+		int64_t t = rt_ns() + off;
+		struct timespec ts = {.tv_sec = t / 1000000000, .tv_nsec = t % 1000000000};
+
+		if (clock_settime(CLOCK_REALTIME, &ts))
+			return perror("clock_settime"), 1;
+		if (measure(fd, &a, &off, &rtt))
+			return printf("timesync: no answer from %s\n", argv[2]), 1;
+		printf("timesync: after set: offset %+.3f ms rtt %.3f ms\n", (double)off / 1e6,
+		       (double)rtt / 1e6);
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int rc = 2;
+
+	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc > 1 && !strcmp(argv[1], "run"))
+		rc = run(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "client"))
+		rc = client(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "stamp"))
+		rc = stamp();
+	else if (argc > 1 && !strcmp(argv[1], "timeserve"))
+		rc = timeserve(argc, argv);
+	else if (argc > 1 && !strcmp(argv[1], "timesync"))
+		rc = timesync(argc, argv);
+	if (rc == 2)
+		fprintf(stderr, "usage: see the comment at the top of seqload.c\n");
+	return rc;
+}
+C
+cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_WORK/seqload.c" ||
+	nested_fail "cannot build seqload"
+
+# ------------------------------------------------------------------ L2 script
+cat >"$NESTED_WORK/fo.sh" <<'L2'
+# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
+say() { echo "L2: $*"; }
+count=0
+for a in $(cat /proc/cmdline); do
+	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
+done
+ip addr add 10.0.3.10/24 dev eth0
+ip link set eth0 up
+# Nothing writes to the disk before the go (sent once a standby protects the
+# guest): the standby's copy must still be identical when it joins.
+say "waiting for the go on 7002"
+nc -l -p 7002 </dev/null >/dev/null
+say "go"
+mount -t ext4 /dev/vda /mnt || { say "FAIL mount /dev/vda"; exit 1; }
+SEQLOAD_FSYNC_EVERY=10 /bin/seqload run 7001 1 "$count" 100 /mnt/seq.txt
+rc=$?
+umount /mnt || { say "FAIL umount"; rc=1; }
+say "done rc=$rc"
+exit $rc
+L2
+
+# ------------------------------------------------------------------ images, hosts
+nested_l2_initrd "$NESTED_WORK/l2.cpio" --extra-modules "ext4 crc32c_generic" \
+	--add "$NESTED_WORK/fo.sh:/fo.sh" --add-bin "$NESTED_WORK/seqload:/bin/seqload"
+nested_build_l1 --add "$NESTED_WORK/l2.cpio:/l2/initrd.cpio" \
+	--add-bin "$NESTED_WORK/seqload:/usr/bin/seqload"
+rm -f "$NESTED_WORK/a.img" "$NESTED_WORK/b.img"
+truncate -s 64M "$NESTED_WORK/a.img"
+/usr/sbin/mke2fs -q -t ext4 -L fotest "$NESTED_WORK/a.img" || nested_fail "mke2fs failed"
+cp "$NESTED_WORK/a.img" "$NESTED_WORK/b.img"
+
+nested_segment lan a b
+nested_host_start a
+nested_host_start b
+for h in a b; do nested_ready "$h" 240 || nested_fail "L1 host $h did not come up (status $?)"; done
+echo "L1: a and b ready $(nested_elapsed b) s after QEMU start"
+nested_share a "$NESTED_VMLINUX" vmlinux
+nested_share a "$NESTED_WORK/a.img" disk.img
+nested_share b "$NESTED_WORK/b.img" disk.img
+ia=$(stat -c %i "$NESTED_WORK/hosts/a/share/disk.img")
+ib=$(stat -c %i "$NESTED_WORK/hosts/b/share/disk.img")
+[ "$ia" != "$ib" ] && cmp -s "$NESTED_WORK/hosts/a/share/disk.img" "$NESTED_WORK/hosts/b/share/disk.img" ||
+	nested_fail "the disks are not two identical files (inodes $ia, $ib)"
+for h in a:10.0.3.1 b:10.0.3.2; do
+	out=$(nested_exec "${h%:*}" "set -e
+echo 8 >/proc/sys/kernel/printk
+sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip tuntap add tap0 mode tap
+ip link add br0 type bridge
+ip link set eth0 master br0
+ip link set tap0 master br0
+ip link set eth0 up
+ip link set tap0 up
+ip link set br0 up
+ip addr add ${h#*:}/24 dev br0") || nested_fail "network set-up on ${h%:*} failed: $out"
+done
+out=$(nested_exec b 'ping -c 2 -W 5 10.0.3.1') || nested_fail "b cannot ping a over the segment: $out"
+echo "ok: two identical disk images (inodes $ia, $ib), br0 with eth0 + tap0 on both hosts"
+
+# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
+# (at the start of a line, or after a client's stamp).
+seq_check() {
+	tr -d '\r' <"$1" | awk '{ sub(/^[0-9.]+ /, "") } /^seq [0-9]+ rt=/ {
+		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
+		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }'
+}
+# max_gap CLIENT-LOG: the largest time between consecutive lines the client
+# received: "SECONDS SEQ-BEFORE STAMP-BEFORE STAMP-AFTER"
+max_gap() {
+	awk '$2 == "seq" { if (c++ && $1 - p > g) { g = $1 - p; s = $3 - 1; a = p; b = $1 } p = $1 }
+		END { printf "%.3f %d %.6f %.6f\n", g, s, a, b }' "$1"
+}
+wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
+	local end=$((SECONDS + $3))
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
+		[ $SECONDS -lt $end ] || return 124
+		sleep 0.2
+	done
+}
+# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
+vmm_spawn() {
+	local host=$1 job=$2
+	shift 2
+	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
+}
+status_of() { # HOST: its vmm's ctl status, if the host still runs
+	nested_alive "$1" || { echo "($1 is down)"; return 0; }
+	nested_exec "$1" --timeout 20 'vmm ctl /tmp/ctl.sock status' 2>&1 || true
+}
+evidence() { # the logs that matter when something went wrong
+	echo "--- a's status ---"
+	status_of a
+	echo "--- b's status ---"
+	status_of b
+	echo "--- a's vmm (last 30 lines) ---"
+	tail -n 30 "$pri" 2>/dev/null
+	echo "--- b's vmm (last 40 lines) ---"
+	tail -n 40 "$sb" 2>/dev/null
+	echo "--- client (last 5 lines) ---"
+	tail -n 5 "$cl" 2>/dev/null
+}
+
+# ------------------------------------------------------------------ standby, primary
+vmm_spawn b sb standby --listen 0.0.0.0:7100 --disk /share/disk.img,serial=fo0 --net tap=tap0 \
+	--console hvc,path=/tmp/hvc.log --failover-timeout-ms $TIMEOUT_MS --control /tmp/ctl.sock -v
+sb=$(nested_job_out b sb)
+pri=$(nested_job_out a pri)
+cl=$(nested_job_out b client)
+wait_re "$sb" 'standby: waiting for a primary' 30 || nested_fail "b's standby did not start (status $?): $(cat "$sb")"
+vmm_spawn a pri run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
+	--cmdline "console=ttyS0 run=/fo.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
+	--disk /share/disk.img,serial=fo0 --net tap=tap0,mac=$MAC \
+	--console hvc,path=/share/hvc.log --control /tmp/ctl.sock -v
+t_vmm=$SECONDS
+wait_re "$pri" 'L2: waiting for the go' 240 || nested_fail "the L2 script did not start on a (status $?): $(evidence)"
+echo "L2: booted on a $((SECONDS - t_vmm)) s after vmm start (unprotected, disk untouched)"
+out=$(nested_exec a --timeout 30 "vmm ctl /tmp/ctl.sock replicate-to 10.0.3.2:7100 --epoch-ms $EPOCH_MS --failover-timeout-ms $TIMEOUT_MS" 2>&1) ||
+	nested_fail "ctl replicate-to on a failed: $out"
+echo "$out" | grep -q '^replicating to 10.0.3.2:7100 ' || nested_fail "ctl replicate-to on a: $out"
+t_rep=$SECONDS
+st=
+while [ $((SECONDS - t_rep)) -lt 240 ]; do
+	st=$(status_of a)
+	echo "$st" | grep -qE '^protection: (protected|unprotected \((the|no|cannot))' && break
+	sleep 2
+done
+echo "$st" | grep -q '^protection: protected by 10.0.3.2:7100' ||
+	nested_fail "a's guest did not get protected in $((SECONDS - t_rep)) s: $(evidence)"
+echo "$st" | sed -n 's/^\(protection\|replication\): /  a: &/p'
+echo "ok: protected $((SECONDS - t_rep)) s after ctl replicate-to on a; $(echo "$st" | grep '^protection:')"
+out=$(nested_exec b --timeout 60 'for i in $(seq 20); do echo go | nc 10.0.3.10 7002 && exit 0; sleep 1; done; exit 1' 2>&1) ||
+	nested_fail "cannot send the go to the guest: $out $(evidence)"
+wait_re "$pri" 'L2: listening' 120 || nested_fail "the L2 workload did not start on a (status $?): $(evidence)"
+nested_spawn b client 'seqload client 10.0.3.10 7001 60'
+end=$((SECONDS + 120))
+until grep -q " seq $KILL_AT rt=" "$cl" 2>/dev/null; do
+	[ $SECONDS -lt $end ] || nested_fail "the client on b did not get seq $KILL_AT within 120 s: $(evidence)"
+	sleep 0.2
+done
+st=$(nested_exec a --timeout 30 'vmm ctl /tmp/ctl.sock status' 2>&1) || true
+echo "$st" | grep -q '^protection: protected' || nested_fail "a is no longer protected at seq $KILL_AT: $st"
+stb=$(nested_exec b --timeout 30 'vmm ctl /tmp/ctl.sock status' 2>&1) || true
+echo "$stb" | sed -n 's/^standby: /  b: &/p'
+echo "$st" >"$NESTED_WORK/status-a-before.txt"
+echo "$stb" >"$NESTED_WORK/status-b-before.txt"
+
+# ------------------------------------------------------------------ host failure
+nested_kill a
+nested_alive a && nested_fail "a's QEMU survived SIGKILL"
+last_before=$(awk '$2 == "seq" { n = $3 } END { print n + 0 }' "$cl")
+echo "killed host a (its QEMU) after the client had seq $last_before"
+wait_re "$sb" 'took over' 60 || nested_fail "b's standby did not take over (status $?): $(evidence)"
+tk=$(grep -m1 'took over' "$sb")
+echo "  b: ${tk#*\] }"
+stb=$(nested_exec b --timeout 30 'vmm ctl /tmp/ctl.sock status' 2>&1) || nested_fail "ctl status on b: $stb"
+echo "$stb" >"$NESTED_WORK/status-b-after.txt"
+echo "$stb" | grep -q '^role: primary (took over as standby)$' && echo "$stb" | grep -q '^state: running$' ||
+	nested_fail "b's status after the takeover: $stb"
+echo "ok: b's vmm took over; its status: role primary (took over as standby), running"
+
+rc=0
+nested_job_wait b sb 240 || rc=$?
+cp "$sb" "$NESTED_WORK/sb.log"
+cp "$pri" "$NESTED_WORK/pri.log"
+[ $rc = 0 ] || nested_fail "b's vmm did not finish (status $rc): $(evidence)"
+grep -q 'VMM: exit 0$' "$sb" || nested_fail "b's vmm did not exit 0: $(evidence)"
+grep -q 'L2: done rc=0' "$sb" || nested_fail "the L2 script did not end well on b: $(evidence)"
+tr -d '\r' <"$pri" | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  a: \1/p'
+tr -d '\r' <"$sb" | sed -n 's/^\[[ 0-9.]*\] \(L2: \)/  b: \1/p'
+grep -hE '^\[[ 0-9.]*\] vmm: .*(error|warn|fail|WARN|UNPROTECTED)' "$pri" "$sb" | sed 's/^/  log: /' || true
+echo "ok: the guest powered off on b, vmm exited 0"
+
+# ------------------------------------------------------------------ the client
+rc=0
+nested_job_wait b client 30 || rc=$?
+cp "$cl" "$NESTED_WORK/client.log"
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/client.log")"
+grep -q "^client: eof after $COUNT lines$" "$NESTED_WORK/client.log" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] &&
+	[ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "TCP stream to the client on b (status $rc): seq $f..$l, $n lines, $s$(grep '^client: e' "$NESTED_WORK/client.log" | sed 's/^/; /')" \
+		"(a was killed after seq $last_before)"
+read -r gap gseq t1 t2 <<<"$(max_gap "$NESTED_WORK/client.log")"
+ttk=$(echo "$tk" | sed 's/^\[\([0-9.]*\)\].*/\1/')
+# The client and b's vmm log use b's clock: the gap that spans the takeover is the failover's.
+read -r fgap fseq f1 f2 <<<"$(awk -v t="$ttk" '$2 == "seq" { if (c++ && p <= t && $1 >= t) {
+		g = $1 - p; s = $3 - 1; a = p; b = $1 } p = $1 }
+	END { printf "%.3f %d %.6f %.6f\n", g, s, a, b }' "$NESTED_WORK/client.log")"
+med=$(awk '$2 == "seq" { if (c++) printf "%.3f\n", $1 - p; p = $1 }' "$NESTED_WORK/client.log" | sort -n |
+	awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
+echo "  pause seen by the client across the failover: $fgap s, between seq $fseq and $((fseq + 1))" \
+	"(a killed after seq $last_before); b took over $(awk -v a="$f1" -v b="$ttk" 'BEGIN { printf "%.3f", b - a }') s" \
+	"after the last line before it, the next line came $(awk -v a="$ttk" -v b="$f2" 'BEGIN { printf "%.3f", b - a }') s" \
+	"after the takeover; largest gap of the run $gap s (after seq $gseq), median $med s"
+[ "$fseq" -gt 0 ] || nested_fail "no client line before b's takeover at $ttk: the clocks or the log do not fit"
+awk -v g="$fgap" -v m="$MAX_PAUSE" 'BEGIN { exit !(g < m) }' ||
+	nested_fail "the client waited $fgap s for the guest across the failover (limit $MAX_PAUSE s)"
+echo "ok: the TCP connection survived: seq 1..$COUNT once, no gap or repeat, closed by the guest; failover pause $fgap s"
+
+# ------------------------------------------------------------------ console, disk
+nested_exec b 'cp /tmp/hvc.log /share/hvc.log' >/dev/null || nested_fail "no hvc0 file on b"
+cat "$NESTED_WORK/hosts/a/share/hvc.log" "$NESTED_WORK/hosts/b/share/hvc.log" >"$NESTED_WORK/hvc.log"
+read -r _ k _ sa <<<"$(seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
+read -r fb lb nb _ <<<"$(seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] && [ "$sa" = ok ] ||
+	nested_fail "hvc0 across the failover: seq $f..$l, $n lines, $s (a: ..$k $sa; b: $fb..$lb, $nb lines)"
+echo "ok: hvc0: seq 1..$k on a, $fb..$lb on b: 1..$COUNT with no gap or repeat"
+
+fsck=$(/usr/sbin/e2fsck -fn "$NESTED_WORK/b.img" 2>&1) && rc=0 || rc=$?
+echo "$fsck" | sed 's/^/  e2fsck: /'
+[ $rc = 0 ] && echo "$fsck" | grep -q 'fotest: .* files' || nested_fail "e2fsck -fn on b's image is not clean (status $rc)"
+/usr/sbin/debugfs -R "cat /seq.txt" "$NESTED_WORK/b.img" >"$NESTED_WORK/seq.txt" 2>/dev/null
+read -r f l n s <<<"$(seq_check "$NESTED_WORK/seq.txt")"
+[ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
+	nested_fail "seq.txt on b's image: seq $f..$l, $n lines, $s (want 1..$COUNT)"
+echo "ok: e2fsck -fn clean on b's image after poweroff; /seq.txt holds seq 1..$COUNT"
+nested_stop b 30 || true
+echo "time: $((SECONDS - t_start)) s"
