@@ -56,6 +56,9 @@ struct replication {
 	bool session_named; /* the witness says this session's standby may take over */
 
 	pthread_mutex_t send_lock; /* the socket's write side */
+	uint64_t last_send_ns;	   /* under send_lock: when the standby last got anything */
+	pthread_t hb_thread;
+	bool hb_started;
 	struct stream_stats st;
 	struct dirty_log dl;
 	uint64_t *dirty;
@@ -149,6 +152,7 @@ static int send_u64_section(struct replication *r, enum stream_section type, uin
 
 	pthread_mutex_lock(&r->send_lock);
 	ret = stream_write_section(r->sock, type, &le, sizeof(le), &r->st);
+	r->last_send_ns = now_ns();
 	pthread_mutex_unlock(&r->send_lock);
 	return ret;
 }
@@ -249,6 +253,34 @@ static void *ack_thread(void *arg)
 static int send_heartbeat(struct replication *r)
 {
 	return send_u64_section(r, STREAM_SEC_HEARTBEAT, r->epoch);
+}
+
+/*
+ * Heartbeats on their own thread: a checkpoint pause or a slow epoch must
+ * not look like death to the standby.  Sends only when the link has been
+ * idle for the heartbeat interval (an epoch in flight is proof of life).
+ */
+static void *heartbeat_thread(void *arg)
+{
+	struct replication *r = arg;
+	uint64_t hb_ns = (uint64_t)r->p.failover_timeout_ms * 1000000ULL / 4;
+	struct timespec ts = {.tv_sec = (time_t)(hb_ns / 2 / 1000000000ULL),
+			      .tv_nsec = (long)(hb_ns / 2 % 1000000000ULL)};
+
+	pthread_setname_np(pthread_self(), "repl-hb");
+	while (!should_stop(r)) {
+		bool idle;
+
+		nanosleep(&ts, NULL);
+		/* trylock: if an epoch is being written, the standby is hearing from us. */
+		if (pthread_mutex_trylock(&r->send_lock))
+			continue;
+		idle = now_ns() - r->last_send_ns >= hb_ns;
+		pthread_mutex_unlock(&r->send_lock);
+		if (idle && send_heartbeat(r))
+			break;
+	}
+	return NULL;
 }
 
 /* Initial sync while the guest runs: CONFIG, all RAM, then dirty passes until few remain. */
@@ -382,6 +414,7 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 	if (!ret && !direct) {
 		pthread_mutex_lock(&r->send_lock);
 		ret = epoch_send(r->sock, &r->e, &r->st);
+		r->last_send_ns = now_ns();
 		pthread_mutex_unlock(&r->send_lock);
 	}
 	if (!ret) {
@@ -466,6 +499,8 @@ static void *replication_thread(void *arg)
 	tcp_set_timeouts(r->sock, (int)r->p.failover_timeout_ms, (int)r->p.failover_timeout_ms);
 	if (pthread_create(&r->ack_thread, NULL, ack_thread, r) == 0)
 		r->ack_started = true;
+	if (pthread_create(&r->hb_thread, NULL, heartbeat_thread, r) == 0)
+		r->hb_started = true;
 	pthread_mutex_lock(&r->lock);
 	r->syncing = false;
 	pthread_mutex_unlock(&r->lock);
@@ -662,6 +697,8 @@ void replicate_stop(struct vm *vm)
 		shutdown(r->sock, SHUT_RDWR);
 	if (r->ack_started)
 		pthread_join(r->ack_thread, NULL);
+	if (r->hb_started)
+		pthread_join(r->hb_thread, NULL);
 	/*
 	 * Held output leaves only if no standby will replay it: the guest ended
 	 * and the standby agreed, or the standby was lost long ago (then it was
