@@ -509,7 +509,10 @@ static void *replication_thread(void *arg)
 		ret = wait_next(r, next, seq + 1);
 		if (ret)
 			break;
-		next = now_ns() + epoch_ns;
+		/* Keep the cadence: a late wake-up does not stretch every later epoch. */
+		next += epoch_ns;
+		if (next + epoch_ns < now_ns())
+			next = now_ns(); /* far behind (slow link): start over from now */
 		ret = checkpoint(r, ++seq, false);
 	}
 	if (ret != -ECANCELED)
