@@ -365,11 +365,16 @@ echo "ok: /dev/hwrng is virtio_rng.0: 512 bytes, $distinct distinct values in th
 # Console.
 rc=0
 nested_job_wait h hvc 30 || rc=$?
+# The job's output reaches the share a moment after the job ends: wait until it has the end.
+for _ in $(seq 50); do
+	grep -q 'login shell exited' "$(nested_job_out h hvc)" 2>/dev/null && break
+	sleep 0.1
+done
 hvc_out=$(tr -d '\r' <"$(nested_job_out h hvc)")
 cp "$(nested_job_out h hvc)" "$NESTED_WORK/hvc.log"
 [ "$rc" = 0 ] || nested_fail "hvc0 login shell over the socket (status $rc): $hvc_out"
 line '^hvc: login shell exited$' >/dev/null || nested_fail "the hvc0 login shell did not exit"
-echo "$hvc_out" | grep -q '^hvc: login shell ready on /dev/hvc0$' ||
+echo "$hvc_out" | grep -q '^hvc: login shell ready on /dev/hvc0' ||
 	nested_fail "the login shell's .profile did not report /dev/hvc0: $hvc_out"
 echo "$hvc_out" | grep -q '^hvc-marker-42 on /dev/hvc0 as root$' ||
 	nested_fail "the command typed on hvc0 did not come back evaluated: $hvc_out"
