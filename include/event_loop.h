@@ -21,11 +21,12 @@ struct event_loop {
 	int wake_fd; /* eventfd: event_loop_stop() from any thread */
 	bool stop;   /* read and written with __atomic builtins */
 	struct event_source *sources;
-	pthread_mutex_t park_lock; /* guards the three below */
+	pthread_mutex_t park_lock; /* guards the four below */
 	pthread_cond_t park_cond;
 	unsigned park_requests;
-	bool parked;  /* the loop thread is holding still */
-	bool running; /* event_loop_run is in progress */
+	unsigned parked; /* 1: the loop thread is holding still (also polled, __atomic) */
+	bool running;	 /* event_loop_run is in progress */
+	bool ended;	 /* event_loop_run has returned */
 };
 
 int event_loop_init(struct event_loop *loop);
@@ -46,10 +47,18 @@ void event_loop_stop(struct event_loop *loop);
 /*
  * Hold the loop still between callbacks, so no device work runs (the VM's
  * state is captured meanwhile); returns once it is parked: true, or false
- * if the loop is not running or stops.  Not from the loop thread.  Every
+ * if the loop has ended or stops (one not started yet is waited for).  Not
+ * from the loop thread.  Every
  * park is ended by one event_loop_unpark().
  */
 bool event_loop_park(struct event_loop *loop);
+/*
+ * The same in two steps, so that the caller can stop other threads (the
+ * vCPUs) while the loop gets to its park: request (never blocks), then wait
+ * (as event_loop_park returns).  One wait for each request.
+ */
+void event_loop_park_request(struct event_loop *loop);
+bool event_loop_park_wait(struct event_loop *loop);
 void event_loop_unpark(struct event_loop *loop);
 
 #endif

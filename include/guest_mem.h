@@ -67,4 +67,10 @@ void guest_mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Is there RAM at gpa? */
 bool guest_mem_is_ram(const struct guest_mem *mem, uint64_t gpa);
 
+/*
+ * (Re)register region i with KVM as memory slot i, with flags (0 or
+ * KVM_MEM_LOG_DIRTY_PAGES).  0 or -errno.
+ */
+int guest_mem_set_slot(const struct guest_mem *mem, int vm_fd, int i, uint32_t flags);
+
 #endif

@@ -32,6 +32,7 @@
 #define VMM_KVM_STATE_H
 
 #include <linux/kvm.h>
+#include <stdbool.h>
 
 #define KVM_STATE_VERSION 1
 
@@ -49,13 +50,31 @@
 int kvm_vcpu_complete_io(int vcpu_fd, struct kvm_run *run);
 
 /*
+ * What a save would ask KVM for that does not change while a vCPU runs:
+ * its CPUID (fixed once it has run), TSC frequency, the host's MSR list and
+ * capabilities.  Each ioctl costs 10-30 us on a nested host, and an epoch's
+ * pause has no time for them.  Zeroed: not known yet, filled by the first
+ * save.  A load changes CPUID and TSC frequency: forget the facts then.
+ */
+struct kvm_vcpu_facts {
+	bool known;
+	int xsave2;  /* KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) */
+	bool sregs2; /* KVM_CAP_SREGS2 */
+	int tsc_khz; /* KVM_GET_TSC_KHZ, 0 if unknown */
+	struct kvm_cpuid2 *cpuid;
+	struct kvm_msr_list *msrs;
+};
+void kvm_vcpu_facts_forget(struct kvm_vcpu_facts *facts);
+
+/*
  * Save vCPU vcpu_fd (stopped outside KVM_RUN, I/O completed) as properties of
  * the node the caller has opened in the sequential-write tree fdt: regs,
  * sregs2 (or sregs without KVM_CAP_SREGS2), xcrs, xsave, the MSRs of
  * KVM_GET_MSR_INDEX_LIST (from kvm_fd) that this vCPU can read, lapic, events,
- * mp-state, debugregs, cpuid, tsc-khz, realtime-ns.  0, -ENOSPC, -errno.
+ * mp-state, debugregs, cpuid, tsc-khz, realtime-ns.  facts (NULL: ask KVM
+ * every time) caches what does not change.  0, -ENOSPC, -errno.
  */
-int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, void *fdt);
+int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts, void *fdt);
 
 /*
  * Validate a vCPU node without touching KVM: version, every property present

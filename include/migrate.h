@@ -6,18 +6,25 @@
  * the header and CONFIG, turns on dirty logging, sends every non-zero page
  * while the guest runs, then passes of the pages dirtied meanwhile (KVM's
  * log merged with the VMM's).  When the pages left would go in under the
- * downtime target at the measured rate (or after max_passes, with force)
+ * downtime target at the measured rate and one more pass would not at
+ * least halve them (or they would take under 1 ms), or after max_passes
+ * with force,
  * it pauses the vCPUs and parks the event loop, sends the last pages, the
- * STATE and END, and waits for the destination's answer.  On "started"
- * the source VM ends (status 0); on any failure before it (destination
- * gone, refused, no convergence without force) the guest resumes on the
- * source as if nothing happened.  Disks are assumed on shared storage:
- * the destination opens the same images.
+ * STATE and END, and waits for the destination's answer.  On "loaded"
+ * it answers "go" and the source VM ends (status 0); on any failure before
+ * that (destination gone, refused, no convergence without force) the guest
+ * resumes on the source as if nothing happened.  The destination
+ * acknowledges every MEMORY pass once it is in guest memory, so the source
+ * never stops the guest while a pass is still queued in socket buffers.
+ * Disks are assumed on shared storage: the destination opens the same
+ * images.
  *
  * Destination (`vmm run --incoming HOST:PORT`): accepts one connection,
  * builds the VM from CONFIG, reads the rest, loads the state with the
- * elapsed time added to the guest clocks, answers, announces the guest's
- * MACs and runs.
+ * elapsed time added to the guest clocks, answers "loaded" and runs only
+ * once the source says "go": two copies never run.  If the connection
+ * breaks between the two, the destination does not run either (the
+ * source may have stopped): the one window where the guest runs nowhere.
  */
 #ifndef VMM_MIGRATE_H
 #define VMM_MIGRATE_H
@@ -31,8 +38,9 @@ struct vm;
 
 #define MIGRATE_DEFAULT_DOWNTIME_MS 30
 #define MIGRATE_DEFAULT_MAX_PASSES  30
-#define MIGRATE_ACK_STARTED	    'S' /* destination: loaded, running now */
+#define MIGRATE_ACK_STARTED	    'S' /* destination: loaded, runs on MIGRATE_ACK_GO */
 #define MIGRATE_ACK_FAILED	    'F' /* destination: could not load; the source keeps the VM */
+#define MIGRATE_ACK_GO		    'G' /* source: stopped for good, the guest is yours */
 
 struct migrate_params {
 	char dest[256];

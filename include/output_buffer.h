@@ -65,6 +65,20 @@ void output_buffer_set_epoch(struct output_buffer *ob, uint64_t epoch);
 /* Epochs up to upto are safe: emit their items, in order. */
 void output_buffer_release(struct output_buffer *ob, uint64_t upto);
 
+/*
+ * output_buffer_release in two steps, for the replication engine: take
+ * epochs <= upto's items out, tell the standby, then emit them, so nothing
+ * but the write itself lies between the standby committing an epoch and its
+ * output leaving (a lock held by a preempted vCPU thread cannot widen the
+ * window).  Every take must be followed by one emit, from the same thread;
+ * other releases wait in between.
+ */
+struct output_batch {
+	struct output_item *head;
+};
+void output_buffer_take(struct output_buffer *ob, uint64_t upto, struct output_batch *b);
+void output_buffer_emit(struct output_buffer *ob, struct output_batch *b);
+
 /* Stop holding (standby lost or replication stopped): emit everything, go transparent. */
 void output_buffer_unhold(struct output_buffer *ob);
 

@@ -39,9 +39,12 @@ struct vm;
 #define REPL_DEFAULT_FAILOVER_TIMEOUT_MS 500
 #define REPL_MAX_UNACKED		 4 /* epochs in flight before the primary waits */
 
+#define REPL_PAUSE_PARTS 4 /* stop, dirty log, copy, state: see repl_status */
+
 enum repl_msg_type {
 	REPL_MSG_ACK = 1,	/* epoch committed */
 	REPL_MSG_HEARTBEAT = 2, /* the standby is alive (epoch: last committed) */
+	REPL_MSG_ENDED = 3,	/* SHUTDOWN read: the standby ends without resuming */
 };
 
 struct repl_msg {
@@ -61,6 +64,12 @@ struct repl_status {
 	uint64_t bytes;	 /* sent on the replication link */
 	uint64_t pause_p50_us, pause_p99_us, pause_max_us;
 	uint64_t last_pages; /* dirty pages of the last epoch */
+	/*
+	 * Mean of the pause's parts, as the epoch thread sees them: stopping the
+	 * vCPUs and the loop, the dirty logs, copying the pages, the state tree
+	 * and the disk writes.  The vCPUs' wake-up is the rest of pause_*.
+	 */
+	uint64_t pause_part_us[REPL_PAUSE_PARTS];
 	uint64_t held_bytes; /* output waiting for an ACK */
 	uint64_t hold_max_us;
 	char peer[256];
@@ -110,5 +119,12 @@ void standby_request_failover(struct vm *vm);
 
 /* Timeouts while the standby is being filled (not latency-bound; a big RAM takes a while). */
 #define REPL_SYNC_TIMEOUT_MS 10000
+
+/*
+ * How long a primary whose guest ended (or that hands the guest over) waits
+ * for a standby that still answers but is slow through its backlog to
+ * confirm; a silent one is given up after the failover timeout.
+ */
+#define REPL_SHUTDOWN_WAIT_MS 30000
 
 #endif

@@ -39,6 +39,14 @@ int state_tree_begin(void *buf, size_t size);
 /* Close the root node and finish the tree; 0 or -ENOSPC. */
 int state_tree_end(void *buf);
 
+/*
+ * A tree from outside (a file, a peer) that is exactly len bytes and whole:
+ * the header of the version state_tree_end writes (17), then
+ * fdt_check_full.  libfdt 1.6 crashes in fdt_check_full on some trees of
+ * older versions, so those never reach it.  0 or -EINVAL.
+ */
+int state_tree_check(const void *tree, size_t len);
+
 /* The offset of child `name` of node, or -ENOENT. */
 int state_find_node(const void *fdt, int node, const char *name);
 

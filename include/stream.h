@@ -109,6 +109,12 @@ int stream_read_memory_list(int fd, uint64_t len, uint64_t ram_pages, struct pag
 
 /* Append page index (4096 bytes from src) to list.  0, -ENOMEM, -ENOSPC. */
 int page_list_add(struct page_list *list, uint64_t index, const void *src);
+/*
+ * Make the list n pages long (room grown as needed), for the caller to fill
+ * index[] and data (several threads may copy pages at once).  0, -ENOMEM,
+ * -ENOSPC (more than max).
+ */
+int page_list_resize(struct page_list *list, size_t n);
 /* Copy every page of list into mem (marking it dirty). */
 void page_list_apply(const struct page_list *list, struct guest_mem *mem);
 void page_list_clear(struct page_list *list);

@@ -18,10 +18,10 @@ int tcp_parse_addr(const char *s, char *host, size_t hostlen, char *port, size_t
 /* Listen on addr (SO_REUSEADDR).  The fd, or -errno / -EINVAL (bad address, printed). */
 int tcp_listen(const char *addr);
 
-/* Accept one connection (blocking).  The fd or -errno. */
+/* Accept one connection (blocking), with TCP_NODELAY.  The fd or -errno. */
 int tcp_accept(int listen_fd);
 
-/* Connect to addr within timeout_ms.  The fd, or -errno / -ETIMEDOUT / -EINVAL. */
+/* Connect to addr within timeout_ms, TCP_NODELAY.  The fd, or -errno / -ETIMEDOUT / -EINVAL. */
 int tcp_connect(const char *addr, int timeout_ms);
 
 /* Reads and writes on fd fail with EAGAIN after ms without progress (0: never). */

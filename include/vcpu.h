@@ -7,6 +7,8 @@
 #ifndef VMM_VCPU_H
 #define VMM_VCPU_H
 
+#include "kvm_state.h"
+
 #include <linux/kvm.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -21,6 +23,7 @@ struct vcpu {
 	pthread_t thread;
 	bool started;
 	bool io_pending; /* the last exit was I/O or MMIO that KVM completes on the next KVM_RUN */
+	struct kvm_vcpu_facts facts; /* for state saves: what KVM would tell every time */
 };
 
 /* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot

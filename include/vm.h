@@ -108,7 +108,15 @@ struct vm {
 	int exit_status;
 	bool stopping;	      /* vCPUs leave their loop */
 	bool pause_requested; /* vCPUs park until vm_resume() */
-	unsigned nr_parked;
+	unsigned nr_parked;   /* also read with __atomic, without the lock */
+	/* vm_pause_share_work(), all __atomic: the parked vCPUs' part in a pause */
+	void (*park_work)(void *arg);
+	void *park_work_arg;
+	unsigned park_work_gen, park_work_open, park_work_busy;
+	uint64_t pause_start_ns;   /* CLOCK_MONOTONIC when vm_pause began */
+	uint64_t pause_longest_ns; /* this pause so far: the longest vCPU stop */
+	uint64_t last_pause_ns;	   /* the last finished pause, as the guest saw it */
+	uint64_t pauses;	   /* finished pauses */
 	int signal_fd;
 	int rx_space_fd;    /* eventfd: the UART has room for more console input */
 	bool stdin_watched; /* stdin is in the loop's epoll set */
@@ -154,6 +162,27 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
  */
 int vm_pause(struct vm *vm);
 void vm_resume(struct vm *vm);
+/*
+ * vm_pause() and the event loop parked too (no device work runs), the two
+ * stopping side by side: 0, or -ECANCELED with both let go again.  Undo
+ * with event_loop_unpark() and vm_resume().
+ */
+int vm_pause_with_loop(struct vm *vm);
+/*
+ * While paused: run fn(arg) here and on every parked vCPU thread still
+ * polling for the resume (they would only spin), and return once all those
+ * calls have returned.  fn must share its work out itself (an atomic cursor)
+ * and be done when any one call returns having found nothing left.
+ */
+void vm_pause_share_work(struct vm *vm, void (*fn)(void *), void *arg);
+
+/*
+ * How long the guest stood still in the last finished pause: from
+ * vm_pause() to the last vCPU back on its way into KVM_RUN (so the time a
+ * woken vCPU thread waits for a CPU counts).  Sets *count to the number of
+ * finished pauses, so a caller can tell a new one; 0 before any.
+ */
+uint64_t vm_last_pause_ns(struct vm *vm, uint64_t *count);
 
 void vm_destroy(struct vm *vm);
 

@@ -55,8 +55,14 @@ int vm_stream_recv_config(int fd, struct vm_options *opts, struct stream_stats *
 /*
  * Read MEMORY sections, STATE and END into vm (created from those
  * options, not started) and load the state.  flags: KVM_STATE_CLOCK_*.
- * 0, or -errno with the reason printed; the VM must then be destroyed.
+ * With ack_passes (a live migration), one byte VM_STREAM_ACK_PASS goes back
+ * on fd after each MEMORY section is in guest memory, so the sender knows
+ * when its pass has really landed.  0, or -errno with the reason printed;
+ * the VM must then be destroyed.
  */
-int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, struct stream_stats *st);
+int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, bool ack_passes,
+			 struct stream_stats *st);
+
+#define VM_STREAM_ACK_PASS 'P'
 
 #endif

@@ -19,16 +19,7 @@ uint64_t dirty_log_words(const struct guest_mem *mem)
 
 static int set_slot_flags(struct dirty_log *d, int slot, uint32_t flags)
 {
-	const struct guest_region *r = &d->mem->regions[slot];
-	struct kvm_userspace_memory_region region = {
-	    .slot = (uint32_t)slot,
-	    .flags = flags,
-	    .guest_phys_addr = r->gpa,
-	    .memory_size = r->size,
-	    .userspace_addr = (uint64_t)(uintptr_t)r->host,
-	};
-
-	return ioctl(d->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0 ? -errno : 0;
+	return guest_mem_set_slot(d->mem, d->vm_fd, slot, flags);
 }
 
 /* Take and re-protect slot's KVM log; OR it into out at the slot's page offset. */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "state.h"
 
 struct wire_disk {
 	uint32_t disk;
@@ -183,8 +184,7 @@ int epoch_recv(int fd, uint64_t seq, uint64_t ram_pages, struct epoch *e, struct
 			ret = stream_read_payload(fd, len, &e->state, st);
 			if (!ret) {
 				e->state_len = len;
-				if (len < sizeof(struct fdt_header) ||
-				    fdt_check_full(e->state, len) != 0) {
+				if (state_tree_check(e->state, len)) {
 					pr_err(
 					    "replication: epoch %llu: the state tree is malformed",
 					    (unsigned long long)seq);

@@ -78,7 +78,7 @@ int kvm_vcpu_complete_io(int vcpu_fd, struct kvm_run *run)
 }
 
 /* KVM_GET_CPUID2 needs room for every entry; grow until it fits. */
-static int save_cpuid(int vcpu_fd, void *fdt)
+static int get_cpuid(int vcpu_fd, struct kvm_cpuid2 **out)
 {
 	struct kvm_cpuid2 *c = NULL;
 	uint32_t cap;
@@ -91,21 +91,16 @@ static int save_cpuid(int vcpu_fd, void *fdt)
 			return -ENOMEM;
 		c->nent = cap;
 		if (ioctl(vcpu_fd, KVM_GET_CPUID2, c) == 0) {
-			ret = 0;
-			break;
+			*out = c;
+			return 0;
 		}
 		if (errno != E2BIG) {
 			ret = -errno;
 			break;
 		}
 	}
-	if (ret)
-		pr_err("vCPU state: KVM_GET_CPUID2: %s", strerror(-ret));
-	if (!ret)
-		ret = state_put_u32(fdt, "nr-cpuid", c->nent);
-	if (!ret)
-		ret = state_put_bytes(fdt, "cpuid", c->entries, c->nent * sizeof(c->entries[0]));
 	free(c);
+	pr_err("vCPU state: KVM_GET_CPUID2: %s", strerror(-ret));
 	return ret;
 }
 
@@ -167,40 +162,28 @@ static int read_msrs(int vcpu_fd, const struct kvm_msr_list *list, struct kvm_ms
 	return ret;
 }
 
-static int save_msrs(int vcpu_fd, int kvm_fd, void *fdt)
+static int save_msrs(int vcpu_fd, const struct kvm_msr_list *list, void *fdt)
 {
-	struct kvm_msr_list *list = NULL;
-	struct kvm_msr_entry *e = NULL;
+	struct kvm_msr_entry *e = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(*e));
 	uint32_t n = 0;
-	int ret = msr_index_list(kvm_fd, &list);
+	int ret;
 
-	if (ret) {
-		pr_err("vCPU state: KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
-		return ret;
-	}
-	e = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(*e));
-	if (!e) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	if (!e)
+		return -ENOMEM;
 	ret = read_msrs(vcpu_fd, list, e, &n);
-	if (ret) {
+	if (ret)
 		pr_err("vCPU state: KVM_GET_MSRS: %s", strerror(-ret));
-		goto out;
-	}
-	ret = state_put_u32(fdt, "nr-msrs", n);
+	if (!ret)
+		ret = state_put_u32(fdt, "nr-msrs", n);
 	if (!ret)
 		ret = state_put_bytes(fdt, "msrs", e, n * sizeof(*e));
-out:
 	free(e);
-	free(list);
 	return ret;
 }
 
-static int save_xsave(int vcpu_fd, int kvm_fd, void *fdt)
+static int save_xsave(int vcpu_fd, int xsave2, void *fdt)
 {
 	/* KVM_CAP_XSAVE2 tells the size KVM_GET_XSAVE2 writes (AMX makes it > 4 KiB). */
-	int xsave2 = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
 	size_t size = sizeof(struct kvm_xsave);
 	void *buf;
 	int ret;
@@ -224,7 +207,7 @@ static int save_xsave(int vcpu_fd, int kvm_fd, void *fdt)
 	return ret;
 }
 
-static int save_sregs(int vcpu_fd, int kvm_fd, void *fdt)
+static int save_sregs(int vcpu_fd, bool sregs2, void *fdt)
 {
 	struct kvm_sregs2 s2;
 	struct kvm_sregs s;
@@ -232,7 +215,7 @@ static int save_sregs(int vcpu_fd, int kvm_fd, void *fdt)
 
 	/* SREGS2 carries the PAE PDPTRs as the CPU cached them, and leaves the
 	 * pending interrupt to the events, where it belongs. */
-	if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0) {
+	if (sregs2) {
 		ret = vcpu_ioctl(vcpu_fd, KVM_GET_SREGS2, &s2, "KVM_GET_SREGS2");
 		return ret ? ret : state_put_bytes(fdt, "sregs2", &s2, sizeof(s2));
 	}
@@ -240,8 +223,40 @@ static int save_sregs(int vcpu_fd, int kvm_fd, void *fdt)
 	return ret ? ret : state_put_bytes(fdt, "sregs", &s, sizeof(s));
 }
 
-int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, void *fdt)
+void kvm_vcpu_facts_forget(struct kvm_vcpu_facts *facts)
 {
+	free(facts->cpuid);
+	free(facts->msrs);
+	*facts = (struct kvm_vcpu_facts){0};
+}
+
+static int learn_facts(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *f)
+{
+	int ret;
+
+	kvm_vcpu_facts_forget(f);
+	f->xsave2 = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_XSAVE2);
+	f->sregs2 = ioctl(kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SREGS2) > 0;
+	f->tsc_khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
+	if (f->tsc_khz < 0)
+		f->tsc_khz = 0; /* unknown: the load keeps the new host's rate */
+	ret = get_cpuid(vcpu_fd, &f->cpuid);
+	if (!ret) {
+		ret = msr_index_list(kvm_fd, &f->msrs);
+		if (ret)
+			pr_err("vCPU state: KVM_GET_MSR_INDEX_LIST: %s", strerror(-ret));
+	}
+	if (ret) {
+		kvm_vcpu_facts_forget(f);
+		return ret;
+	}
+	f->known = true;
+	return 0;
+}
+
+int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts, void *fdt)
+{
+	struct kvm_vcpu_facts once = {0}, *f = facts ? facts : &once;
 	struct kvm_regs regs;
 	struct kvm_xcrs xcrs;
 	struct kvm_lapic_state lapic;
@@ -249,35 +264,40 @@ int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, void *fdt)
 	struct kvm_mp_state mp;
 	struct kvm_debugregs dbg;
 	uint64_t now;
-	int khz, ret;
+	int ret;
 
+	if (!f->known && (ret = learn_facts(vcpu_fd, kvm_fd, f)))
+		return ret;
 	if ((ret = vcpu_ioctl(vcpu_fd, KVM_GET_REGS, &regs, "KVM_GET_REGS")) ||
 	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_XCRS, &xcrs, "KVM_GET_XCRS")) ||
 	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic, "KVM_GET_LAPIC")) ||
 	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &events, "KVM_GET_VCPU_EVENTS")) ||
 	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_MP_STATE, &mp, "KVM_GET_MP_STATE")) ||
 	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &dbg, "KVM_GET_DEBUGREGS")))
-		return ret;
-	khz = ioctl(vcpu_fd, KVM_GET_TSC_KHZ, 0);
-	if (khz < 0)
-		khz = 0; /* unknown: the load keeps the new host's rate */
-
+		goto out;
 	if ((ret = state_put_u32(fdt, "version", KVM_STATE_VERSION)) ||
 	    (ret = state_put_bytes(fdt, "regs", &regs, sizeof(regs))) ||
-	    (ret = save_sregs(vcpu_fd, kvm_fd, fdt)) ||
+	    (ret = save_sregs(vcpu_fd, f->sregs2, fdt)) ||
 	    (ret = state_put_bytes(fdt, "xcrs", &xcrs, sizeof(xcrs))) ||
-	    (ret = save_xsave(vcpu_fd, kvm_fd, fdt)) ||
+	    (ret = save_xsave(vcpu_fd, f->xsave2, fdt)) ||
 	    (ret = state_put_bytes(fdt, "lapic", &lapic, sizeof(lapic))) ||
 	    (ret = state_put_bytes(fdt, "events", &events, sizeof(events))) ||
 	    (ret = state_put_u32(fdt, "mp-state", mp.mp_state)) ||
 	    (ret = state_put_bytes(fdt, "debugregs", &dbg, sizeof(dbg))) ||
-	    (ret = save_cpuid(vcpu_fd, fdt)) ||
-	    (ret = state_put_u32(fdt, "tsc-khz", (uint32_t)khz)))
-		return ret;
+	    (ret = state_put_u32(fdt, "nr-cpuid", f->cpuid->nent)) ||
+	    (ret = state_put_bytes(fdt, "cpuid", f->cpuid->entries,
+				   f->cpuid->nent * sizeof(f->cpuid->entries[0]))) ||
+	    (ret = state_put_u32(fdt, "tsc-khz", (uint32_t)f->tsc_khz)))
+		goto out;
 	/* The TSC is read with the MSRs: take the wall clock right after. */
-	ret = save_msrs(vcpu_fd, kvm_fd, fdt);
+	ret = save_msrs(vcpu_fd, f->msrs, fdt);
 	now = realtime_ns();
-	return ret ? ret : state_put_u64(fdt, "realtime-ns", now);
+	if (!ret)
+		ret = state_put_u64(fdt, "realtime-ns", now);
+out:
+	if (f == &once)
+		kvm_vcpu_facts_forget(&once);
+	return ret;
 }
 
 /* An array property whose length must be count * elem, count <= max. */
@@ -377,7 +397,20 @@ static int load_tsc_khz(int vcpu_fd, const struct vcpu_node *v)
 		return 0;
 	if (ioctl(vcpu_fd, KVM_SET_TSC_KHZ, (unsigned long)v->tsc_khz) < 0) {
 		int err = errno;
+		long diff = labs((long)khz - (long)v->tsc_khz);
 
+		/*
+		 * Hosts of one model calibrate a little apart (seen: 780 ppm
+		 * between two boots of one nested host).  Without scaling, a
+		 * guest clock that runs that much fast or slow is drift its NTP
+		 * corrects, not a reason to refuse the VM; beyond 0.1% it is.
+		 */
+		if (khz > 0 && diff * 1000 <= (long)v->tsc_khz) {
+			pr_warn("vCPU state: the guest's TSC ran at %u kHz, this host's at %d kHz "
+				"and it cannot scale (%s): the guest clock runs %ld ppm off",
+				v->tsc_khz, khz, strerror(err), diff * 1000000 / (long)v->tsc_khz);
+			return 0;
+		}
 		pr_err("vCPU state: KVM_SET_TSC_KHZ %u (host runs %d kHz): %s", v->tsc_khz, khz,
 		       strerror(err));
 		return -err;

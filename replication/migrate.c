@@ -16,6 +16,7 @@
 #include "dirty_log.h"
 #include "kvm_state.h"
 #include "log.h"
+#include "mono_time.h"
 #include "tcp_socket.h"
 #include "virtio_net.h"
 #include "vm.h"
@@ -37,14 +38,6 @@ struct migration {
 	pthread_mutex_t lock;
 	struct migrate_progress progress;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 int migrate_parse(int argc, char **argv, struct migrate_params *p, char *err, size_t errlen)
 {
@@ -110,15 +103,39 @@ static void set_progress(struct migration *m, unsigned pass, uint64_t remaining,
 	pthread_mutex_unlock(&m->lock);
 }
 
+/* Wait for the destination's next answer that is not a pass acknowledgement. */
+static int recv_ack(int sock, char want)
+{
+	char ack;
+	ssize_t n;
+
+	do {
+		do
+			n = recv(sock, &ack, 1, 0);
+		while (n < 0 && errno == EINTR);
+		if (n != 1)
+			return n == 0 ? -ECONNRESET : -errno;
+	} while (ack == VM_STREAM_ACK_PASS && want != VM_STREAM_ACK_PASS);
+	return ack == want ? 0 : -EREMOTEIO;
+}
+
 /* Send one MEMORY pass of the pages in dirty (NULL: all); returns its rate in bytes/s. */
 static int send_pass(struct migration *m, const uint64_t *dirty, struct stream_stats *st,
 		     uint64_t *rate)
 {
-	uint64_t t0 = now_ns(), b0 = st->bytes, dt;
+	uint64_t t0 = mono_ns(), b0 = st->bytes, dt;
 	int ret = stream_write_memory(m->sock, &m->vm->mem, dirty,
 				      STREAM_MEM_LIVE | (dirty ? STREAM_MEM_SEND_ZERO : 0), st);
 
-	dt = now_ns() - t0;
+	/*
+	 * Until the destination has the pass in its guest memory, the pass is
+	 * still ahead of whatever is sent next (socket buffers on both sides
+	 * hold megabytes): the stop-and-copy would wait behind it with the
+	 * guest stopped, and the rate would count buffering as link speed.
+	 */
+	if (!ret)
+		ret = recv_ack(m->sock, VM_STREAM_ACK_PASS);
+	dt = mono_ns() - t0;
 	/* A tiny pass says little about the link: keep the previous estimate. */
 	if (!ret && st->bytes - b0 >= (1u << 20) && dt)
 		*rate = (st->bytes - b0) * 1000000000ULL / dt;
@@ -130,30 +147,24 @@ static int stop_and_copy(struct migration *m, struct dirty_log *dl, uint64_t *di
 			 struct stream_stats *st, uint64_t *downtime_ns)
 {
 	struct vm *vm = m->vm;
-	uint64_t t0 = now_ns();
-	char ack = 0;
-	ssize_t n;
+	uint64_t t0 = mono_ns();
 	int ret;
 
-	if (vm_pause(vm) || !event_loop_park(&vm->loop)) {
-		/* The VM is stopping (guest powered off meanwhile): nothing to migrate. */
-		vm_resume(vm);
-		return -ECANCELED;
-	}
+	if (vm_pause_with_loop(vm))
+		return -ECANCELED; /* the VM is stopping (guest powered off meanwhile) */
 	ret = dirty_log_collect(dl, dirty) < 0 ? -EIO : 0;
 	if (!ret)
 		ret = vm_stream_send_end(vm, m->sock, dirty, st);
 	if (!ret) {
+		const char go = MIGRATE_ACK_GO;
+
 		tcp_set_timeouts(m->sock, ACK_TIMEOUT_MS, SEND_TIMEOUT_MS);
-		do
-			n = recv(m->sock, &ack, 1, 0);
-		while (n < 0 && errno == EINTR);
-		if (n != 1)
-			ret = n == 0 ? -ECONNRESET : -errno;
-		else if (ack != MIGRATE_ACK_STARTED)
-			ret = -EREMOTEIO;
+		ret = recv_ack(m->sock, MIGRATE_ACK_STARTED);
+		/* Queued, the byte reaches a live destination; unqueued, it runs nothing. */
+		if (!ret && send(m->sock, &go, 1, MSG_NOSIGNAL) != 1)
+			ret = -errno;
 	}
-	*downtime_ns = now_ns() - t0;
+	*downtime_ns = mono_ns() - t0;
 	if (ret) {
 		/* The destination does not run the guest: it carries on here. */
 		event_loop_unpark(&vm->loop);
@@ -188,7 +199,7 @@ static void *migrate_thread(void *arg)
 	struct vm *vm = m->vm;
 	struct stream_stats st = {.limit_bps = m->p.bandwidth};
 	struct dirty_log dl = {0};
-	uint64_t *dirty = NULL, rate = 100ULL << 20, downtime_ns = 0, t_start = now_ns();
+	uint64_t *dirty = NULL, rate = 100ULL << 20, downtime_ns = 0, t_start = mono_ns();
 	uint64_t words = dirty_log_words(&vm->mem);
 	unsigned pass = 0;
 	int ret;
@@ -210,6 +221,8 @@ static void *migrate_thread(void *arg)
 		ret = dirty_log_start(&dl, vm->vm_fd, &vm->mem);
 	if (!ret)
 		ret = send_pass(m, NULL, &st, &rate);
+	uint64_t last_n = dirty_log_words(&vm->mem) * 64; /* the first pass sent everything */
+
 	while (!ret) {
 		int64_t n = dirty_log_collect(&dl, dirty);
 		uint64_t expected_ms;
@@ -226,8 +239,15 @@ static void *migrate_thread(void *arg)
 		    "%llu ms",
 		    pass, (unsigned long long)(st.bytes >> 20), (long long)n,
 		    (double)rate / (1 << 20), (unsigned long long)expected_ms);
-		if (expected_ms <= m->p.downtime_ms)
+		/*
+		 * It fits: stop, unless another pass still pays (the last one
+		 * at least halved the pages left and they would take a
+		 * millisecond or more); the pause is what the guest notices.
+		 */
+		if (expected_ms <= m->p.downtime_ms &&
+		    (expected_ms < 1 || (uint64_t)n * 2 > last_n || pass + 1 >= m->p.max_passes))
 			break;
+		last_n = (uint64_t)n;
 		if (++pass >= m->p.max_passes) {
 			if (m->p.force)
 				break;
@@ -256,7 +276,7 @@ static void *migrate_thread(void *arg)
 	control_reply(m->reply_fd,
 		      "migrated to %s: %u passes, %llu MiB in %.0f ms, downtime %.1f ms", m->p.dest,
 		      pass + 1, (unsigned long long)(st.bytes >> 20),
-		      (double)(now_ns() - t_start) / 1e6, (double)downtime_ns / 1e6);
+		      (double)(mono_ns() - t_start) / 1e6, (double)downtime_ns / 1e6);
 	control_reply(m->reply_fd, "ok");
 	pr_info("migrated to %s (downtime %.1f ms)", m->p.dest, (double)downtime_ns / 1e6);
 out:
@@ -369,7 +389,7 @@ int migrate_receive(struct vm_options *opts, struct vm *vm)
 		pr_err("incoming migration: cannot build the VM");
 		goto refuse;
 	}
-	ret = vm_stream_recv_state(fd, vm, KVM_STATE_CLOCK_ELAPSED, NULL);
+	ret = vm_stream_recv_state(fd, vm, KVM_STATE_CLOCK_ELAPSED, true, NULL);
 	if (ret) {
 		pr_err("incoming migration failed (%s); nothing was run",
 		       ret == -EAGAIN ? "the source stopped sending" : strerror(-ret));
@@ -384,7 +404,20 @@ int migrate_receive(struct vm_options *opts, struct vm *vm)
 		close(fd);
 		return 1;
 	}
+	ret = recv_ack(fd, MIGRATE_ACK_GO);
 	close(fd);
+	if (ret) {
+		/*
+		 * Without "go" the source may still run the guest, or may have
+		 * stopped it and lost the connection: running here could make
+		 * two.  The source's log says which.
+		 */
+		pr_err("incoming migration: no go-ahead from the source (%s); not running the "
+		       "guest here (the source keeps it if it never sent the go-ahead)",
+		       why(ret));
+		vm_destroy(vm);
+		return 1;
+	}
 	for (unsigned i = 0; i < vm->nr_nets; i++)
 		virtio_net_announce(vm->nets[i]);
 	pr_info("incoming migration complete: running");

@@ -7,12 +7,14 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <linux/sockios.h>
 #include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -20,7 +22,9 @@
 
 #include "dirty_log.h"
 #include "epoch.h"
+#include "heartbeat.h"
 #include "log.h"
+#include "mono_time.h"
 #include "repl_disk.h"
 #include "tcp_socket.h"
 #include "vm.h"
@@ -46,17 +50,23 @@ struct replication {
 	bool standby_lost; /* the link or the standby failed */
 	bool protected_;   /* the standby has acknowledged a checkpoint */
 	bool syncing;
-	bool standby_closed; /* EOF after our SHUTDOWN: it will not take over */
+	bool standby_ended; /* it read our SHUTDOWN (ENDED): it will not take over */
+	bool standby_gone;  /* the connection ended while stopping: no answer will come */
 	uint64_t epoch, acked, epochs;
-	uint32_t pause_us[PAUSE_HISTORY];
+	uint32_t pause_us[PAUSE_HISTORY]; /* as the guest saw them (vm_last_pause_ns) */
 	unsigned nr_pause;
+	uint64_t pauses_seen;
 	uint64_t last_pages;
+	/* Where the pauses went: sums of each part over nr_parts pauses (ns). */
+	uint64_t part_ns[REPL_PAUSE_PARTS], nr_parts;
 	char note[128];
 	uint64_t session;   /* names this pairing in the witness */
 	bool session_named; /* the witness says this session's standby may take over */
 
 	pthread_mutex_t send_lock; /* the socket's write side */
 	uint64_t last_send_ns;	   /* under send_lock: when the standby last got anything */
+	bool shutdown_sent;	   /* under send_lock: SHUTDOWN written, the stream is over */
+	struct heartbeat_timing hb;
 	pthread_t hb_thread;
 	bool hb_started;
 	struct stream_stats st;
@@ -65,14 +75,6 @@ struct replication {
 	struct epoch e;
 	struct repl_disk disk; /* the disk writes of the epoch in progress */
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 void replicate_params_from_options(const struct vm_options *o, struct repl_params *p)
 {
@@ -99,8 +101,10 @@ static void lose_standby(struct replication *r, const char *why)
 	pthread_mutex_lock(&r->lock);
 	if (r->stopping) {
 		/* Our own hang-up at the end: replicate_stop decides about held output. */
+		r->standby_gone = true;
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
+		pr_debug("replication to %s: at the end: %s", r->p.peer, why);
 		return;
 	}
 	first = !r->standby_lost;
@@ -145,21 +149,62 @@ static bool should_stop(struct replication *r)
 
 /* ---- messages to the standby besides epochs ---- */
 
-static int send_u64_section(struct replication *r, enum stream_section type, uint64_t v)
+/* One u64 section; *mark (if not NULL): the stream's length up to its end. */
+static int send_u64_section(struct replication *r, enum stream_section type, uint64_t v,
+			    uint64_t *mark)
 {
 	uint64_t le = htole64(v);
 	int ret;
 
 	pthread_mutex_lock(&r->send_lock);
-	ret = stream_write_section(r->sock, type, &le, sizeof(le), &r->st);
-	r->last_send_ns = now_ns();
+	/* Nothing follows a SHUTDOWN: the standby stops reading and hangs up on it. */
+	ret = r->shutdown_sent ? -ESHUTDOWN
+			       : stream_write_section(r->sock, type, &le, sizeof(le), &r->st);
+	if (mark)
+		*mark = r->st.bytes;
+	r->last_send_ns = mono_ns();
 	pthread_mutex_unlock(&r->send_lock);
 	return ret;
 }
 
-static int send_release(struct replication *r, uint64_t epoch)
+/*
+ * Wait until this host's socket has put on the wire the stream up to mark
+ * (the end of a RELEASE).  Written is not sent: behind a backlog of epoch
+ * data (a standby slow to read) a RELEASE can sit in the socket for many
+ * milliseconds, and if this process dies then, the standby's next message
+ * draws a reset that drops it: the standby would resume from before the
+ * output the world has seen.  Usually nothing is queued and this is one
+ * ioctl.  A slow link is not a dead one: the timeout runs from the last
+ * byte seen leaving.  0, -ETIMEDOUT (nothing left for the timeout),
+ * -ECANCELED, -errno.
+ */
+static int wait_transmitted(struct replication *r, uint64_t mark)
 {
-	return send_u64_section(r, STREAM_SEC_RELEASE, epoch);
+	uint64_t deadline = mono_ns() + r->hb.timeout_ns, sent = 0;
+
+	for (;;) {
+		/* Read first: written only lags what the kernel has, so this errs on waiting. */
+		uint64_t written = __atomic_load_n(&r->st.bytes, __ATOMIC_RELAXED);
+		int unsent;
+		bool lost;
+
+		if (ioctl(r->sock, SIOCOUTQNSD, &unsent) < 0)
+			return -errno;
+		if (unsent >= 0 && (uint64_t)unsent <= written - mark)
+			return 0;
+		if (unsent >= 0 && written - (uint64_t)unsent > sent) {
+			sent = written - (uint64_t)unsent;
+			deadline = mono_ns() + r->hb.timeout_ns;
+		}
+		pthread_mutex_lock(&r->lock);
+		lost = r->standby_lost;
+		pthread_mutex_unlock(&r->lock);
+		if (lost)
+			return -ECANCELED;
+		if (mono_ns() >= deadline)
+			return -ETIMEDOUT;
+		mono_sleep_ns(50000);
+	}
 }
 
 /* ---- acknowledgements ---- */
@@ -190,11 +235,6 @@ static void *ack_thread(void *arg)
 			got += (size_t)n;
 		}
 		if (got < sizeof(m)) {
-			pthread_mutex_lock(&r->lock);
-			if (n == 0 && r->stopping)
-				r->standby_closed = true;
-			pthread_cond_broadcast(&r->cond);
-			pthread_mutex_unlock(&r->lock);
 			lose_standby(r, n == 0		  ? "the standby closed the connection"
 					: errno == EAGAIN ? "the standby stopped answering"
 							  : strerror(errno));
@@ -203,6 +243,17 @@ static void *ack_thread(void *arg)
 		if (le32toh(m.magic) != REPL_MSG_MAGIC) {
 			lose_standby(r, "garbage from the standby");
 			return NULL;
+		}
+		if (le32toh(m.type) == REPL_MSG_ENDED) {
+			/*
+			 * Only this answer says so: a hang-up alone might be a standby
+			 * that crashed or took over, and a reset may come either way.
+			 */
+			pthread_mutex_lock(&r->lock);
+			r->standby_ended = r->stopping;
+			pthread_cond_broadcast(&r->cond);
+			pthread_mutex_unlock(&r->lock);
+			continue;
 		}
 		if (le32toh(m.type) != REPL_MSG_ACK)
 			continue; /* a heartbeat: the receive timeout starts over */
@@ -224,8 +275,9 @@ static void *ack_thread(void *arg)
 		pthread_mutex_unlock(&r->lock);
 		/*
 		 * The standby has everything up to epoch.  Tell it first that this
-		 * epoch's output goes out now (it will resume from here), then let it
-		 * go: the only moment both could disagree is between these two calls.
+		 * epoch's output goes out now (it will resume from here), and once
+		 * that has left this host, let it go: the only moment both could
+		 * disagree is between the last check and the release.
 		 */
 		if (!fence_allowed(&r->vm->fence))
 			continue; /* fenced: this side lets nothing out any more */
@@ -239,12 +291,25 @@ static void *ack_thread(void *arg)
 				    "it cannot take over until it does",
 				    strerror(-fr));
 		}
-		if (send_release(r, epoch)) {
-			lose_standby(r, "sending failed");
+		struct output_batch batch;
+		uint64_t mark;
+		int ret;
+
+		/* Taken first: no lock a preempted vCPU thread holds can widen the window. */
+		output_buffer_take(&r->vm->out, epoch, &batch);
+		ret = send_u64_section(r, STREAM_SEC_RELEASE, epoch, &mark);
+		if (!ret)
+			ret = wait_transmitted(r, mark);
+		output_buffer_emit(&r->vm->out, &batch); /* lost or not, it goes out now */
+		if (ret == -ESHUTDOWN)
+			continue; /* the guest ended: wait for ENDED; the rest goes out with it */
+		if (ret) {
+			lose_standby(r, ret == -ETIMEDOUT ? "the standby stopped reading"
+							  : "sending failed");
 			return NULL;
 		}
-		output_buffer_release(&r->vm->out, epoch);
 		repl_disk_release(&r->disk, epoch);
+		pr_debug("replication: epoch %llu released", (unsigned long long)epoch);
 	}
 }
 
@@ -252,33 +317,42 @@ static void *ack_thread(void *arg)
 
 static int send_heartbeat(struct replication *r)
 {
-	return send_u64_section(r, STREAM_SEC_HEARTBEAT, r->epoch);
+	return send_u64_section(r, STREAM_SEC_HEARTBEAT, r->epoch, NULL);
 }
 
 /*
  * Heartbeats on their own thread: a checkpoint pause or a slow epoch must
  * not look like death to the standby.  Sends only when the link has been
- * idle for the heartbeat interval (an epoch in flight is proof of life).
+ * idle for the heartbeat interval (an epoch in flight is proof of life);
+ * include/heartbeat.h has the timing and the silence it bounds.
  */
 static void *heartbeat_thread(void *arg)
 {
 	struct replication *r = arg;
-	uint64_t hb_ns = (uint64_t)r->p.failover_timeout_ms * 1000000ULL / 4;
-	struct timespec ts = {.tv_sec = (time_t)(hb_ns / 2 / 1000000000ULL),
-			      .tv_nsec = (long)(hb_ns / 2 % 1000000000ULL)};
+	uint64_t wait = r->hb.check_ns;
 
 	pthread_setname_np(pthread_self(), "repl-hb");
-	while (!should_stop(r)) {
-		bool idle;
+	for (;;) {
+		uint64_t now;
+		bool due;
 
-		nanosleep(&ts, NULL);
-		/* trylock: if an epoch is being written, the standby is hearing from us. */
-		if (pthread_mutex_trylock(&r->send_lock))
-			continue;
-		idle = now_ns() - r->last_send_ns >= hb_ns;
-		pthread_mutex_unlock(&r->send_lock);
-		if (idle && send_heartbeat(r))
+		mono_sleep_ns(wait);
+		if (should_stop(r))
 			break;
+		/* trylock: if an epoch is being written, the standby is hearing from us. */
+		if (pthread_mutex_trylock(&r->send_lock)) {
+			wait = r->hb.check_ns;
+			continue;
+		}
+		now = mono_ns();
+		due = heartbeat_due(&r->hb, r->last_send_ns, now);
+		wait = heartbeat_nap_ns(&r->hb, r->last_send_ns, now);
+		pthread_mutex_unlock(&r->send_lock);
+		if (!due)
+			continue;
+		if (send_heartbeat(r))
+			break;
+		wait = r->hb.check_ns;
 	}
 	return NULL;
 }
@@ -291,10 +365,8 @@ static int sync_standby(struct replication *r)
 	int ret;
 
 	/* Exact boundaries: writes from here on are journaled, pages from here on logged. */
-	if (vm_pause(vm) || !event_loop_park(&vm->loop)) {
-		vm_resume(vm);
+	if (vm_pause_with_loop(vm))
 		return -ECANCELED;
-	}
 	vm_state_quiesce(vm);
 	repl_disk_start(&r->disk);
 	ret = dirty_log_start(&r->dl, vm->vm_fd, &vm->mem);
@@ -304,7 +376,7 @@ static int sync_standby(struct replication *r)
 	if (!ret)
 		ret = vm_stream_send_begin(vm, r->sock, &r->st);
 	if (!ret)
-		ret = send_u64_section(r, STREAM_SEC_SESSION, r->session);
+		ret = send_u64_section(r, STREAM_SEC_SESSION, r->session, NULL);
 	if (!ret)
 		ret = stream_write_memory(r->sock, &vm->mem, NULL, STREAM_MEM_LIVE, &r->st);
 	for (int pass = 0; !ret && pass < SYNC_MAX_PASSES && !should_stop(r); pass++) {
@@ -321,12 +393,55 @@ static int sync_standby(struct replication *r)
 	return ret;
 }
 
-static void record_pause(struct replication *r, uint64_t ns, uint64_t pages)
+/* With r->lock: file the VM's last pause if it is new (its vCPUs are all running again). */
+static void take_pause(struct replication *r)
 {
-	pthread_mutex_lock(&r->lock);
+	uint64_t count, ns = vm_last_pause_ns(r->vm, &count);
+
+	if (count == r->pauses_seen)
+		return;
+	r->pauses_seen = count;
 	r->pause_us[r->nr_pause++ % PAUSE_HISTORY] = (uint32_t)(ns / 1000);
-	r->last_pages = pages;
-	pthread_mutex_unlock(&r->lock);
+}
+
+/* Copying an epoch's pages, shared with the parked vCPU threads: CHUNK pages at a time. */
+struct page_copy {
+	struct page_list *list;
+	const uint8_t *ram;
+	size_t next; /* __atomic: the first page no copier has taken */
+};
+#define COPY_CHUNK 32
+
+static void copy_pages(void *arg)
+{
+	struct page_copy *c = arg;
+	size_t i;
+
+	while ((i = __atomic_fetch_add(&c->next, COPY_CHUNK, __ATOMIC_RELAXED)) < c->list->n) {
+		size_t end = i + COPY_CHUNK < c->list->n ? i + COPY_CHUNK : c->list->n;
+
+		for (; i < end; i++)
+			memcpy(c->list->data + i * GUEST_PAGE_SIZE,
+			       c->ram + c->list->index[i] * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+	}
+}
+
+/* Stage the pages of r->dirty (count of them) in the epoch: 0, -ENOSPC (over the cap), -ENOMEM. */
+static int stage_pages(struct replication *r, uint64_t words, uint64_t count)
+{
+	struct page_list *list = &r->e.pages;
+	struct page_copy c = {.list = list, .ram = r->vm->mem.host_base};
+	size_t k = 0;
+	int ret = page_list_resize(list, (size_t)count);
+
+	if (ret)
+		return ret;
+	for (uint64_t w = 0; w < words && k < count; w++)
+		for (uint64_t bits = r->dirty[w]; bits && k < count; bits &= bits - 1)
+			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
+	list->n = k;
+	vm_pause_share_work(r->vm, copy_pages, &c);
+	return 0;
 }
 
 /*
@@ -338,17 +453,22 @@ static void record_pause(struct replication *r, uint64_t ns, uint64_t pages)
 static int checkpoint(struct replication *r, uint64_t seq, bool still)
 {
 	struct vm *vm = r->vm;
-	uint64_t t0 = now_ns(), words = dirty_log_words(&vm->mem), pages = 0;
+	uint64_t words = dirty_log_words(&vm->mem), pages = 0;
 	bool direct = false;
 	int64_t n;
 	int ret = 0;
 
+	uint64_t t[REPL_PAUSE_PARTS + 1];
+
+	pthread_mutex_lock(&r->lock);
+	take_pause(r); /* the previous epoch's, now that its vCPUs woke */
+	pthread_mutex_unlock(&r->lock);
+	t[0] = mono_ns();
 	/* still: the VM has stopped (vCPUs joined, loop ended): nothing to pause. */
-	if (!still && (vm_pause(vm) || !event_loop_park(&vm->loop))) {
-		vm_resume(vm);
+	if (!still && vm_pause_with_loop(vm))
 		return -ECANCELED;
-	}
 	vm_state_quiesce(vm);
+	t[1] = mono_ns();
 	epoch_clear(&r->e);
 	r->e.seq = seq;
 	/* No disk completion may reach RAM between the page capture and the state save. */
@@ -356,22 +476,16 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 	n = dirty_log_collect(&r->dl, r->dirty);
 	if (n < 0)
 		ret = (int)n;
-	for (uint64_t w = 0; !ret && w < words; w++) {
-		uint64_t bits = r->dirty[w];
-
-		while (bits && !direct) {
-			uint64_t p = w * 64 + (uint64_t)__builtin_ctzll(bits);
-
-			bits &= bits - 1;
-			ret =
-			    page_list_add(&r->e.pages, p, vm->mem.host_base + p * GUEST_PAGE_SIZE);
-			if (ret == -ENOSPC) {
-				direct = true;
-				ret = 0;
-			}
-			pages++;
+	t[2] = mono_ns();
+	if (!ret) {
+		pages = (uint64_t)n;
+		ret = stage_pages(r, words, pages);
+		if (ret == -ENOSPC) {
+			direct = true; /* too many for staging: sent from RAM below */
+			ret = 0;
 		}
 	}
+	t[3] = mono_ns();
 	if (!ret)
 		ret = vm_state_save(vm, &r->e.state, &r->e.state_len);
 	if (repl_disk_take(&r->disk, &r->e, seq + 1) && !ret)
@@ -399,22 +513,29 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 		if (!ret)
 			ret = stream_write_section(r->sock, STREAM_SEC_EPOCH_END, &le, sizeof(le),
 						   &r->st);
+		r->last_send_ns = mono_ns();
 		pthread_mutex_unlock(&r->send_lock);
 	}
 	memset(r->dirty, 0, words * sizeof(uint64_t));
+	t[4] = mono_ns();
 	pthread_mutex_lock(&r->lock);
 	r->epoch = seq;
+	r->last_pages = pages;
+	if (!direct) { /* a direct epoch's pause is the send's */
+		for (int i = 0; i < REPL_PAUSE_PARTS; i++)
+			r->part_ns[i] += t[i + 1] - t[i];
+		r->nr_parts++;
+	}
 	pthread_mutex_unlock(&r->lock);
 	vm_state_unquiesce(vm);
 	if (!still) {
 		event_loop_unpark(&vm->loop);
 		vm_resume(vm);
 	}
-	record_pause(r, now_ns() - t0, pages);
 	if (!ret && !direct) {
 		pthread_mutex_lock(&r->send_lock);
 		ret = epoch_send(r->sock, &r->e, &r->st);
-		r->last_send_ns = now_ns();
+		r->last_send_ns = mono_ns();
 		pthread_mutex_unlock(&r->send_lock);
 	}
 	if (!ret) {
@@ -428,12 +549,12 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 /* Sleep until deadline_ns, sending heartbeats meanwhile; wait for ACKs if too many are out. */
 static int wait_next(struct replication *r, uint64_t deadline_ns, uint64_t next_seq)
 {
-	uint64_t hb_ns = (uint64_t)r->p.failover_timeout_ms * 1000000ULL / 4;
-	uint64_t last_hb = now_ns();
+	uint64_t hb_ns = r->hb.interval_ns;
+	uint64_t last_hb = mono_ns();
 	struct timespec ts;
 
 	for (;;) {
-		uint64_t now = now_ns();
+		uint64_t now = mono_ns();
 		bool ready;
 
 		pthread_mutex_lock(&r->lock);
@@ -457,10 +578,10 @@ static int wait_next(struct replication *r, uint64_t deadline_ns, uint64_t next_
 		pthread_mutex_unlock(&r->lock);
 		if (ready)
 			return 0;
-		if (now_ns() - last_hb >= hb_ns) {
+		if (heartbeat_due(&r->hb, last_hb, mono_ns())) {
 			if (send_heartbeat(r))
 				return -EPIPE;
-			last_hb = now_ns();
+			last_hb = mono_ns();
 		}
 	}
 }
@@ -470,7 +591,7 @@ static void *replication_thread(void *arg)
 	struct replication *r = arg;
 	struct vm *vm = r->vm;
 	uint64_t epoch_ns = (uint64_t)r->p.epoch_ms * 1000000ULL, seq = 0, next;
-	int one = 1, ret = -ECONNREFUSED;
+	int ret = -ECONNREFUSED;
 
 	pthread_setname_np(pthread_self(), "replicate");
 	for (int i = 0; i < CONNECT_TRIES && !should_stop(r); i++) {
@@ -488,11 +609,13 @@ static void *replication_thread(void *arg)
 	r->sock = ret;
 	pthread_mutex_unlock(&r->lock);
 	tcp_set_timeouts(r->sock, REPL_SYNC_TIMEOUT_MS, REPL_SYNC_TIMEOUT_MS);
-	setsockopt(r->sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	pr_info("replication to %s: syncing", r->p.peer);
 	ret = sync_standby(r);
 	if (ret) {
-		lose_standby(r, "the initial sync failed");
+		char why[96];
+
+		snprintf(why, sizeof(why), "the initial sync failed (%s)", strerror(-ret));
+		lose_standby(r, why);
 		return NULL;
 	}
 	/* From the first checkpoint on, a standby silent for the timeout is dead. */
@@ -504,15 +627,15 @@ static void *replication_thread(void *arg)
 	pthread_mutex_lock(&r->lock);
 	r->syncing = false;
 	pthread_mutex_unlock(&r->lock);
-	next = now_ns();
+	next = mono_ns();
 	while (!ret) {
 		ret = wait_next(r, next, seq + 1);
 		if (ret)
 			break;
 		/* Keep the cadence: a late wake-up does not stretch every later epoch. */
 		next += epoch_ns;
-		if (next + epoch_ns < now_ns())
-			next = now_ns(); /* far behind (slow link): start over from now */
+		if (next + epoch_ns < mono_ns())
+			next = mono_ns(); /* far behind (slow link): start over from now */
 		ret = checkpoint(r, ++seq, false);
 	}
 	if (ret != -ECANCELED)
@@ -533,6 +656,7 @@ int replicate_start(struct vm *vm, const struct repl_params *p)
 		return -ENOMEM;
 	r->vm = vm;
 	r->p = *p;
+	heartbeat_timing_init(&r->hb, p->failover_timeout_ms);
 	r->sock = -1;
 	r->syncing = true;
 	pthread_mutex_init(&r->lock, NULL);
@@ -540,7 +664,7 @@ int replicate_start(struct vm *vm, const struct repl_params *p)
 	pthread_mutex_init(&r->send_lock, NULL);
 	r->e.pages.max = STAGING_MAX_PAGES;
 	if (getrandom(&r->session, sizeof(r->session), 0) != sizeof(r->session))
-		r->session = (uint64_t)now_ns() ^ ((uint64_t)getpid() << 32);
+		r->session = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
 	set_note(r, "syncing the standby");
 	r->dirty = calloc(dirty_log_words(&vm->mem), sizeof(uint64_t));
 	ret = r->dirty ? repl_disk_init(&r->disk, vm) : -ENOMEM;
@@ -597,6 +721,7 @@ void replicate_get_status(struct vm *vm, struct repl_status *s)
 	if (!r)
 		return;
 	pthread_mutex_lock(&r->lock);
+	take_pause(r);
 	unsigned n = r->nr_pause < PAUSE_HISTORY ? r->nr_pause : PAUSE_HISTORY;
 
 	s->active = !r->standby_lost;
@@ -612,6 +737,8 @@ void replicate_get_status(struct vm *vm, struct repl_status *s)
 		if (r->pause_us[i] > s->pause_max_us)
 			s->pause_max_us = r->pause_us[i];
 	s->last_pages = r->last_pages;
+	for (int i = 0; i < REPL_PAUSE_PARTS && r->nr_parts; i++)
+		s->pause_part_us[i] = r->part_ns[i] / r->nr_parts / 1000;
 	snprintf(s->peer, sizeof(s->peer), "%s", r->p.peer);
 	snprintf(s->note, sizeof(s->note), "%s", r->note);
 	pthread_mutex_unlock(&r->lock);
@@ -622,30 +749,54 @@ void replicate_get_status(struct vm *vm, struct repl_status *s)
 }
 
 /*
- * The VMM is told to stop (signal, `ctl quit`) while the guest is
- * protected: send the still guest's last checkpoint and wait for it, so
- * the standby resumes exactly where this side stopped.  True if it did.
+ * Wait, holding r->lock, until done(r, arg) or the standby is lost.  The
+ * standby's heartbeats bound how long a dead one is waited for (the ack
+ * thread gives up after the failover timeout of silence); a live one on a
+ * slow link may take as long as its backlog needs, up to a sanity cap.
  */
-static bool hand_over(struct replication *r)
+static void wait_for_standby(struct replication *r,
+			     bool (*done)(const struct replication *, uint64_t), uint64_t arg)
 {
-	uint64_t seq = r->epoch + 1, deadline;
-	bool acked;
+	uint64_t deadline = mono_ns() + (uint64_t)REPL_SHUTDOWN_WAIT_MS * 1000000ULL;
 
-	if (checkpoint(r, seq, true))
-		return false;
-	deadline = now_ns() + (uint64_t)r->p.failover_timeout_ms * 1000000ULL;
-	pthread_mutex_lock(&r->lock);
-	while (r->acked < seq && !r->standby_lost && now_ns() < deadline) {
+	while (!done(r, arg) && !r->standby_lost && !r->standby_gone && mono_ns() < deadline) {
 		struct timespec ts;
 
 		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += 5000000;
+		ts.tv_nsec += 10000000;
 		if (ts.tv_nsec >= 1000000000) {
 			ts.tv_sec++;
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&r->cond, &r->lock, &ts);
 	}
+}
+
+static bool acked_upto(const struct replication *r, uint64_t seq)
+{
+	return r->acked >= seq;
+}
+
+static bool standby_ended(const struct replication *r, uint64_t unused)
+{
+	(void)unused;
+	return r->standby_ended;
+}
+
+/*
+ * The VMM is told to stop (signal, `ctl quit`) while the guest is
+ * protected: send the still guest's last checkpoint and wait for it, so
+ * the standby resumes exactly where this side stopped.  True if it did.
+ */
+static bool hand_over(struct replication *r)
+{
+	uint64_t seq = r->epoch + 1;
+	bool acked;
+
+	if (checkpoint(r, seq, true))
+		return false;
+	pthread_mutex_lock(&r->lock);
+	wait_for_standby(r, acked_upto, seq);
 	acked = r->acked >= seq;
 	pthread_mutex_unlock(&r->lock);
 	if (acked)
@@ -672,26 +823,35 @@ void replicate_stop(struct vm *vm)
 	bool lost = r->standby_lost, was_protected = r->protected_;
 	pthread_mutex_unlock(&r->lock);
 	if (on_purpose && !lost && r->sock >= 0) {
-		/* The guest is done: the standby must not bring it back.  Wait for it to hang up.
-		 */
+		/* The guest is done: the standby must not bring it back.  Wait for it to say so. */
 		pthread_mutex_lock(&r->send_lock);
 		int ret = stream_write_section(r->sock, STREAM_SEC_SHUTDOWN, NULL, 0, &r->st);
+		r->shutdown_sent = true;
 		pthread_mutex_unlock(&r->send_lock);
 		pthread_mutex_lock(&r->lock);
-		uint64_t deadline = now_ns() + (uint64_t)r->p.failover_timeout_ms * 1000000ULL;
-		while (!ret && !r->standby_closed && !r->standby_lost && now_ns() < deadline) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += 10000000;
-			if (ts.tv_nsec >= 1000000000) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000;
-			}
-			pthread_cond_timedwait(&r->cond, &r->lock, &ts);
-		}
-		safe = r->standby_closed;
+		if (!ret)
+			wait_for_standby(r, standby_ended, 0);
+		safe = r->standby_ended;
+		lost = r->standby_lost;
+		bool gone = r->standby_gone;
 		pthread_mutex_unlock(&r->lock);
+		if (!ret && !safe && !lost) {
+			/*
+			 * It had the SHUTDOWN and was alive (answering) until now: it ends
+			 * rather than resume a guest whose primary was heard to the last.
+			 */
+			if (gone)
+				pr_warn(
+				    "replication: %s hung up without confirming the guest's end; "
+				    "releasing the held output",
+				    r->p.peer);
+			else
+				pr_warn(
+				    "replication: %s has not confirmed the guest's end after %d s; "
+				    "releasing the held output",
+				    r->p.peer, REPL_SHUTDOWN_WAIT_MS / 1000);
+			safe = true;
+		}
 	}
 	bool handed_over = false;
 	if (!on_purpose && !lost && was_protected)

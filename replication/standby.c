@@ -7,6 +7,7 @@
 
 #include <endian.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 #include <unistd.h>
 
 #include "epoch.h"
+#include "heartbeat.h"
 #include "kvm_state.h"
 #include "log.h"
+#include "mono_time.h"
 #include "tcp_socket.h"
 #include "virtio_blk.h"
 #include "virtio_net.h"
@@ -46,6 +49,7 @@ struct standby {
 
 	pthread_mutex_t lock; /* everything below */
 	pthread_mutex_t send_lock;
+	bool send_broken; /* under send_lock: a send failed, send no more (no half message) */
 	enum standby_phase phase;
 	bool quit;		 /* the VM is ending: threads leave */
 	bool failover_requested; /* `ctl failover` */
@@ -66,46 +70,49 @@ struct standby {
 	uint64_t session;  /* the primary's name for this pairing (witness) */
 };
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 static int send_msg(struct standby *sb, uint32_t type, uint64_t epoch)
 {
 	struct repl_msg m = {htole32(REPL_MSG_MAGIC), htole32(type), htole64(epoch)};
 	ssize_t n;
 
 	pthread_mutex_lock(&sb->send_lock);
-	do
-		n = send(sb->sock, &m, sizeof(m), MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
+	if (sb->send_broken)
+		n = -1;
+	else
+		do
+			n = send(sb->sock, &m, sizeof(m), MSG_NOSIGNAL);
+		while (n < 0 && errno == EINTR);
+	sb->send_broken = n != sizeof(m);
 	pthread_mutex_unlock(&sb->send_lock);
 	return n == sizeof(m) ? 0 : -EPIPE;
 }
 
+/* A HEARTBEAT every interval (include/heartbeat.h), until the guest runs here or ends. */
 static void *heartbeat_thread(void *arg)
 {
 	struct standby *sb = arg;
-	unsigned interval_ms = sb->p.failover_timeout_ms / 4;
+	struct heartbeat_timing t;
+	uint64_t last = mono_ns();
 
+	heartbeat_timing_init(&t, sb->p.failover_timeout_ms);
 	pthread_setname_np(pthread_self(), "standby-hb");
 	for (;;) {
-		struct timespec ts = {.tv_sec = interval_ms / 1000,
-				      .tv_nsec = (long)(interval_ms % 1000) * 1000000L};
 		uint64_t committed;
 		bool go_on;
 
-		nanosleep(&ts, NULL);
+		/* Naps of at most check_ns: a quitting standby does not wait out an interval. */
+		mono_sleep_ns(heartbeat_nap_ns(&t, last, mono_ns()));
 		pthread_mutex_lock(&sb->lock);
 		go_on = !sb->quit && sb->phase <= SB_PROTECTING;
 		committed = sb->committed;
 		pthread_mutex_unlock(&sb->lock);
-		if (!go_on || send_msg(sb, REPL_MSG_HEARTBEAT, committed))
+		if (!go_on)
 			return NULL;
+		if (!heartbeat_due(&t, last, mono_ns()))
+			continue;
+		if (send_msg(sb, REPL_MSG_HEARTBEAT, committed))
+			return NULL;
+		last = mono_ns();
 	}
 }
 
@@ -175,16 +182,40 @@ static int receive_epoch(struct standby *sb, uint64_t seq)
 	}
 	e = &sb->staged[(sb->staged_first + sb->nr_staged) % STAGED_MAX];
 	ret = epoch_recv(sb->sock, seq, ram_pages, e, &sb->st);
-	if (ret)
+	if (ret) {
+		/* Not staged: the slot is cleared when it is next used. */
+		pr_info("standby: epoch %llu broke off before its end (%s): discarded",
+			(unsigned long long)seq, strerror(-ret));
 		return ret;
+	}
 	sb->nr_staged++;
 	sb->received = seq;
-	return send_msg(sb, REPL_MSG_ACK, seq);
+	/*
+	 * An acknowledgement that cannot go out (the primary died and its host
+	 * reset the connection) does not end the reading: RELEASEs it sent
+	 * before dying may still be queued behind this epoch, and the takeover
+	 * must resume after the output they let out.  Reading ends at EOF.
+	 */
+	if (send_msg(sb, REPL_MSG_ACK, seq))
+		pr_info("standby: cannot acknowledge epoch %llu; reading what the primary sent "
+			"until the connection ends",
+			(unsigned long long)seq);
+	return 0;
+}
+
+/* Has the primary hung up (or reset) the connection?  Data may still be queued before it. */
+static bool primary_hung_up(int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLRDHUP};
+
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 /* RELEASE upto: the primary lets that output go; commit the staged epochs up to it. */
 static int release_upto(struct standby *sb, uint64_t upto)
 {
+	bool gone = primary_hung_up(sb->sock);
+
 	if (upto <= sb->committed || upto > sb->received) {
 		pr_err("standby: release of epoch %llu (committed %llu, received %llu)",
 		       (unsigned long long)upto, (unsigned long long)sb->committed,
@@ -201,6 +232,10 @@ static int release_upto(struct standby *sb, uint64_t upto)
 		sb->staged_first = (sb->staged_first + 1) % STAGED_MAX;
 		sb->nr_staged--;
 	}
+	/* Released is released: an apply the primary's death interrupts is finished first. */
+	if (primary_hung_up(sb->sock))
+		pr_info("standby: the primary went away %s epoch %llu was applied",
+			gone ? "before" : "while", (unsigned long long)upto);
 	return 0;
 }
 
@@ -211,7 +246,7 @@ static void take_over(struct standby *sb, const char *why)
 
 	pthread_mutex_lock(&sb->lock);
 	sb->phase = SB_TAKING_OVER;
-	sb->takeover_ns = now_ns();
+	sb->takeover_ns = mono_ns();
 	snprintf(sb->why, sizeof(sb->why), "%s", why);
 	pthread_mutex_unlock(&sb->lock);
 	if (write(sb->wake_fd, &one, sizeof(one)) < 0) {
@@ -243,7 +278,7 @@ static void *rx_thread(void *arg)
 		if (ret)
 			break;
 		pthread_mutex_lock(&sb->lock);
-		sb->last_rx_ns = now_ns();
+		sb->last_rx_ns = mono_ns();
 		pthread_mutex_unlock(&sb->lock);
 		switch (type) {
 		case STREAM_SEC_MEMORY:
@@ -281,6 +316,9 @@ static void *rx_thread(void *arg)
 			return NULL;
 		case STREAM_SEC_SHUTDOWN:
 			pr_info("standby: the primary's guest ended; nothing to take over");
+			/* Its held output waits for this word (best effort: a dead primary has
+			 * none). */
+			send_msg(sb, REPL_MSG_ENDED, sb->committed);
 			shutdown(sb->sock, SHUT_RDWR);
 			end_standby(sb, 0, "the primary's guest ended");
 			return NULL;
@@ -323,6 +361,11 @@ static void *rx_thread(void *arg)
 		       "(the primary went on without it, or never said it was protected)");
 		return NULL;
 	}
+	if (sb->nr_staged)
+		pr_info(
+		    "standby: %u epoch(s) after checkpoint %llu arrived but were never released: "
+		    "discarded",
+		    sb->nr_staged, (unsigned long long)committed);
 	take_over(sb, forced	       ? "failover requested"
 		      : ret == -EAGAIN ? "primary silent"
 				       : "primary connection lost");
@@ -356,7 +399,7 @@ static void on_takeover(void *opaque, uint32_t events)
 		return;
 	pthread_mutex_lock(&sb->lock);
 	sb->phase = SB_ACTIVE;
-	uint64_t ms = (now_ns() - sb->takeover_ns) / 1000000ULL;
+	uint64_t ms = (mono_ns() - sb->takeover_ns) / 1000000ULL;
 	pthread_mutex_unlock(&sb->lock);
 	pr_warn(
 	    "standby: %s: took over from checkpoint %llu (%llu ms to load); the guest runs here "
@@ -406,7 +449,7 @@ void standby_get_status(struct vm *vm, struct standby_status *s)
 	snprintf(s->phase, sizeof(s->phase), "%s", names[sb->phase]);
 	s->committed = sb->committed;
 	s->bytes = sb->st.bytes;
-	s->since_rx_ms = sb->last_rx_ns ? (now_ns() - sb->last_rx_ns) / 1000000ULL : 0;
+	s->since_rx_ms = sb->last_rx_ns ? (mono_ns() - sb->last_rx_ns) / 1000000ULL : 0;
 	s->active = sb->phase == SB_ACTIVE;
 	pthread_mutex_unlock(&sb->lock);
 }

@@ -84,6 +84,15 @@ int state_tree_end(void *buf)
 	return fdt_err(ret);
 }
 
+int state_tree_check(const void *tree, size_t len)
+{
+	if (len < sizeof(struct fdt_header) || len > INT32_MAX || fdt_magic(tree) != FDT_MAGIC ||
+	    fdt_version(tree) != 17 || fdt_last_comp_version(tree) != 16 ||
+	    fdt_totalsize(tree) != len)
+		return -EINVAL;
+	return fdt_check_full(tree, len) == 0 ? 0 : -EINVAL;
+}
+
 int state_find_node(const void *fdt, int node, const char *name)
 {
 	int off = fdt_subnode_offset(fdt, node, name);

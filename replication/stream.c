@@ -530,15 +530,17 @@ const char *stream_section_name(uint32_t type)
 
 /* ---- page lists: an epoch's pages, copied while the guest is paused ---- */
 
-int page_list_add(struct page_list *list, uint64_t index, const void *src)
+int page_list_resize(struct page_list *list, size_t n)
 {
-	if (list->n == list->cap) {
-		size_t ncap = list->cap ? list->cap * 2 : 1024;
+	if (list->max && n > list->max)
+		return -ENOSPC;
+	if (n > list->cap) {
+		size_t ncap = list->cap ? list->cap : 1024;
 		uint64_t *ni;
 		uint8_t *nd;
 
-		if (list->max && list->n >= list->max)
-			return -ENOSPC;
+		while (ncap < n)
+			ncap *= 2;
 		if (list->max && ncap > list->max)
 			ncap = list->max;
 		ni = realloc(list->index, ncap * sizeof(*ni));
@@ -551,9 +553,19 @@ int page_list_add(struct page_list *list, uint64_t index, const void *src)
 		list->data = nd;
 		list->cap = ncap;
 	}
-	list->index[list->n] = index;
-	memcpy(list->data + list->n * PAGE, src, PAGE);
-	list->n++;
+	list->n = n;
+	return 0;
+}
+
+int page_list_add(struct page_list *list, uint64_t index, const void *src)
+{
+	size_t i = list->n;
+	int ret = page_list_resize(list, i + 1);
+
+	if (ret)
+		return ret;
+	list->index[i] = index;
+	memcpy(list->data + i * PAGE, src, PAGE);
 	return 0;
 }
 

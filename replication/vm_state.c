@@ -326,7 +326,7 @@ static int save_vcpu(void *opaque, void *fdt)
 {
 	struct vcpu *vcpu = opaque;
 
-	return kvm_vcpu_state_save(vcpu->fd, vcpu->vm->kvm_fd, fdt);
+	return kvm_vcpu_state_save(vcpu->fd, vcpu->vm->kvm_fd, &vcpu->facts, fdt);
 }
 
 /* Typed adapters for the device save/load functions (no calls through cast pointers). */
@@ -436,9 +436,12 @@ int vm_state_load(struct vm *vm, const void *fdt, unsigned flags)
 	if (node < 0 || kvm_vm_state_check(fdt, node))
 		return -EINVAL;
 	ret = kvm_vm_state_load(vm->vm_fd, fdt, node, flags);
-	for (unsigned i = 0; !ret && i < vm->ncpus; i++)
+	for (unsigned i = 0; !ret && i < vm->ncpus; i++) {
+		kvm_vcpu_facts_forget(
+		    &vm->vcpus[i].facts); /* CPUID and TSC rate come from the tree */
 		ret = kvm_vcpu_state_load(vm->vcpus[i].fd, vm->kvm_fd, fdt,
 					  need_node(fdt, "cpu", (int)i), flags);
+	}
 	/* The host first: it refuses a tree from a machine with other PCI functions. */
 	if (!ret)
 		ret = load_dev(fdt, "pci", -1, load_pci_host, &vm->pci);

@@ -8,10 +8,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "log.h"
+#include "mono_time.h"
+#include "state.h"
 #include "vm.h"
 #include "vm_state.h"
 
@@ -56,14 +59,6 @@ int vm_stream_send(struct vm *vm, int fd, struct stream_stats *st)
 	return ret ? ret : vm_stream_send_end(vm, fd, NULL, st);
 }
 
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
-
 int vm_snapshot(struct vm *vm, const char *path, bool stop, struct stream_stats *st, char *err,
 		size_t errlen)
 {
@@ -82,7 +77,7 @@ int vm_snapshot(struct vm *vm, const char *path, bool stop, struct stream_stats 
 		snprintf(err, errlen, "%s: %s", tmp, strerror(errno));
 		return ret;
 	}
-	t0 = now_ns();
+	t0 = mono_ns();
 	ret = vm_pause(vm);
 	if (!ret)
 		ret = vm_stream_send(vm, fd, st);
@@ -90,7 +85,7 @@ int vm_snapshot(struct vm *vm, const char *path, bool stop, struct stream_stats 
 	if (!stop || ret)
 		vm_resume(vm);
 	if (st)
-		st->pause_ns = now_ns() - t0;
+		st->pause_ns = mono_ns() - t0;
 	if (!ret && fsync(fd) < 0)
 		ret = -errno;
 	if (close(fd) < 0 && !ret)
@@ -107,8 +102,7 @@ int vm_snapshot(struct vm *vm, const char *path, bool stop, struct stream_stats 
 /* A received tree: intact as a tree before anything reads it. */
 static int check_tree(const void *tree, uint64_t len, const char *what)
 {
-	if (len < sizeof(struct fdt_header) || fdt_check_full(tree, (size_t)len) != 0 ||
-	    fdt_totalsize(tree) != len) {
+	if (state_tree_check(tree, (size_t)len)) {
 		pr_err("state stream: the %s tree is malformed", what);
 		return -EINVAL;
 	}
@@ -154,8 +148,10 @@ int vm_stream_recv_config(int fd, struct vm_options *opts, struct stream_stats *
 	return ret;
 }
 
-int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, struct stream_stats *st)
+int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, bool ack_passes,
+			 struct stream_stats *st)
 {
+	const char pass_ack = VM_STREAM_ACK_PASS;
 	void *state = NULL;
 	uint32_t type;
 	uint64_t len;
@@ -167,11 +163,22 @@ int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, struct stream_st
 			break;
 		if (type == STREAM_SEC_MEMORY) {
 			ret = stream_read_memory(fd, len, &vm->mem, st);
+			if (!ret && ack_passes && send(fd, &pass_ack, 1, MSG_NOSIGNAL) != 1)
+				ret = -errno;
 		} else if (type == STREAM_SEC_STATE && !state) {
 			ret = stream_read_payload(fd, len, &state, st);
 			if (!ret)
 				ret = check_tree(state, len, "state");
 		} else if (type == STREAM_SEC_END && state) {
+			void *none = NULL;
+
+			/*
+			 * Its checksum too: a peer that closes with bytes unread
+			 * resets the connection, and the reset can destroy the
+			 * answer it just sent before the sender reads it.
+			 */
+			ret = stream_read_payload(fd, len, &none, st);
+			free(none);
 			break;
 		} else {
 			pr_err("state stream: unexpected %s section", stream_section_name(type));

@@ -12,6 +12,7 @@ PKGS=(
 	busybox-static cpio xz-utils zstd kmod  # initramfs building, module unpacking
 	e2fsprogs iproute2 procps psmisc python3 curl
 	etcd-server etcd-client libcurl4-openssl-dev  # split-brain witness: etcd lease over its v3 JSON gateway (libcurl)
+	fio iperf3                              # benchmark workloads copied into the nested guest (make bench)
 )
 SUDO=
 [ "$(id -u)" -eq 0 ] || SUDO=sudo

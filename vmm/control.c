@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "mono_time.h"
 #include "migrate.h"
 #include "replicate.h"
 #include "unix_socket.h"
@@ -24,14 +25,6 @@
 #include "vm_stream.h"
 
 #define REQUEST_TIMEOUT_MS 2000
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
-}
 
 void control_reply(int fd, const char *fmt, ...)
 {
@@ -97,8 +90,15 @@ static void cmd_status(struct control *c, int fd)
 			    (unsigned long long)rs.pause_p99_us,
 			    (unsigned long long)rs.pause_max_us, (unsigned long long)rs.last_pages,
 			    (unsigned long long)rs.held_bytes, (unsigned long long)rs.hold_max_us);
+		control_reply(fd,
+			      "replication-pause-mean-us: stop %llu, dirty log %llu, copy %llu, "
+			      "state %llu",
+			      (unsigned long long)rs.pause_part_us[0],
+			      (unsigned long long)rs.pause_part_us[1],
+			      (unsigned long long)rs.pause_part_us[2],
+			      (unsigned long long)rs.pause_part_us[3]);
 	}
-	control_reply(fd, "uptime-s: %.3f", (double)(now_ns() - c->start_ns) / 1e9);
+	control_reply(fd, "uptime-s: %.3f", (double)(mono_ns() - c->start_ns) / 1e9);
 	control_reply(fd, "vcpus: %u", vm->ncpus);
 	control_reply(fd, "memory-mib: %llu", (unsigned long long)(vm->mem.ram_size >> 20));
 	struct migrate_progress mp;
@@ -321,7 +321,7 @@ int control_open(struct control *c, struct vm *vm, const char *path)
 {
 	int ret;
 
-	*c = (struct control){.vm = vm, .listen_fd = -1, .start_ns = now_ns()};
+	*c = (struct control){.vm = vm, .listen_fd = -1, .start_ns = mono_ns()};
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	c->listen_fd = unix_socket_listen(path);
 	if (c->listen_fd < 0) {

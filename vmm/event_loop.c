@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /* A small epoll loop: fd -> callback. */
 #include "event_loop.h"
+#include "mono_time.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -34,7 +35,7 @@ int event_loop_init(struct event_loop *loop)
 	loop->sources = NULL;
 	loop->stop = false;
 	loop->park_requests = 0;
-	loop->parked = loop->running = false;
+	loop->parked = loop->running = loop->ended = false;
 	pthread_mutex_init(&loop->park_lock, NULL);
 	pthread_cond_init(&loop->park_cond, NULL);
 	loop->epfd = epoll_create1(EPOLL_CLOEXEC);
@@ -126,11 +127,11 @@ static void check_park(struct event_loop *loop)
 {
 	pthread_mutex_lock(&loop->park_lock);
 	if (loop->park_requests && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE)) {
-		loop->parked = true;
+		__atomic_store_n(&loop->parked, true, __ATOMIC_RELEASE); /* polled */
 		pthread_cond_broadcast(&loop->park_cond);
 		while (loop->park_requests && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE))
 			pthread_cond_wait(&loop->park_cond, &loop->park_lock);
-		loop->parked = false;
+		__atomic_store_n(&loop->parked, false, __ATOMIC_RELEASE);
 	}
 	pthread_mutex_unlock(&loop->park_lock);
 }
@@ -139,6 +140,7 @@ static void set_running(struct event_loop *loop, bool running)
 {
 	pthread_mutex_lock(&loop->park_lock);
 	loop->running = running;
+	loop->ended |= !running;
 	pthread_cond_broadcast(&loop->park_cond);
 	pthread_mutex_unlock(&loop->park_lock);
 }
@@ -179,18 +181,35 @@ static void wake(struct event_loop *loop)
 	}
 }
 
-bool event_loop_park(struct event_loop *loop)
+/* Polling first for a park; a loop busy in a long callback is slept on. */
+#define LOOP_PARK_POLL_NS 500000ULL
+
+void event_loop_park_request(struct event_loop *loop)
+{
+	pthread_mutex_lock(&loop->park_lock);
+	loop->park_requests++;
+	pthread_mutex_unlock(&loop->park_lock);
+	wake(loop);
+}
+
+bool event_loop_park_wait(struct event_loop *loop)
 {
 	bool parked;
 
+	mono_poll_u32(&loop->parked, 1, LOOP_PARK_POLL_NS);
 	pthread_mutex_lock(&loop->park_lock);
-	loop->park_requests++;
-	wake(loop);
-	while (!loop->parked && loop->running && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE))
+	/* A loop not started yet is waited for: its VM's start may race our caller's thread. */
+	while (!loop->parked && !loop->ended && !__atomic_load_n(&loop->stop, __ATOMIC_ACQUIRE))
 		pthread_cond_wait(&loop->park_cond, &loop->park_lock);
 	parked = loop->parked;
 	pthread_mutex_unlock(&loop->park_lock);
 	return parked;
+}
+
+bool event_loop_park(struct event_loop *loop)
+{
+	event_loop_park_request(loop);
+	return event_loop_park_wait(loop);
 }
 
 void event_loop_unpark(struct event_loop *loop)

@@ -4,8 +4,10 @@
 #include "layout.h"
 
 #include <errno.h>
+#include <linux/kvm.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -146,4 +148,18 @@ void guest_mem_mark_dirty(struct guest_mem *mem, uint64_t gpa, uint64_t len)
 	/* Atomic: devices on the event loop and vCPU threads write concurrently. */
 	for (page = first; page <= last; page++)
 		__atomic_fetch_or(&mem->dirty[page / 64], 1ULL << (page % 64), __ATOMIC_RELAXED);
+}
+
+int guest_mem_set_slot(const struct guest_mem *mem, int vm_fd, int i, uint32_t flags)
+{
+	const struct guest_region *r = &mem->regions[i];
+	struct kvm_userspace_memory_region slot = {
+	    .slot = (uint32_t)i,
+	    .flags = flags,
+	    .guest_phys_addr = r->gpa,
+	    .memory_size = r->size,
+	    .userspace_addr = (uint64_t)(uintptr_t)r->host,
+	};
+
+	return ioctl(vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0 ? -errno : 0;
 }

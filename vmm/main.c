@@ -109,7 +109,7 @@ static int restore_vm(struct vm_options *opts)
 		close(fd);
 		return vm.input_error ? 2 : 1;
 	}
-	ret = vm_stream_recv_state(fd, &vm, 0, NULL);
+	ret = vm_stream_recv_state(fd, &vm, 0, false, NULL);
 	close(fd);
 	if (ret) {
 		pr_err("%s: cannot restore (%s); nothing was run", opts->restore_path,

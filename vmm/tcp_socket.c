@@ -89,6 +89,18 @@ int tcp_listen(const char *addr)
 	return fd >= 0 ? fd : ret;
 }
 
+/*
+ * The streams end their exchanges with one-byte answers and small sections:
+ * under Nagle a second small write waits for the peer's delayed ACK (40 ms
+ * on Linux), longer than the pause it ends.
+ */
+static void no_delay(int fd)
+{
+	int one = 1;
+
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
 int tcp_accept(int listen_fd)
 {
 	int fd;
@@ -96,7 +108,10 @@ int tcp_accept(int listen_fd)
 	do
 		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
 	while (fd < 0 && errno == EINTR);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	no_delay(fd);
+	return fd;
 }
 
 /* Connect one address without blocking past timeout_ms. */
@@ -130,6 +145,7 @@ static int connect_one(const struct addrinfo *ai, int timeout_ms)
 	}
 	/* Blocking from here on; timeouts come from tcp_set_timeouts. */
 	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+	no_delay(fd);
 	return fd;
 }
 

@@ -4,10 +4,12 @@
 #include "cpuid.h"
 #include "kvm_state.h"
 #include "log.h"
+#include "mono_time.h"
 #include "vm.h"
 
 #include <errno.h>
 #include <signal.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,10 +259,51 @@ static bool handle_exit(struct vcpu *vcpu)
 	}
 }
 
+/*
+ * A checkpoint pause is short (well under a millisecond of work): a vCPU
+ * thread asleep on the condition variable comes back through the scheduler,
+ * from an idle CPU or behind whatever ran meanwhile, which can take longer
+ * than the pause itself.  So, like KVM's halt polling, watch for the resume
+ * for a while first, yielding so that a thread that shares this CPU (the
+ * checkpoint itself, on a busy host) goes first.
+ */
+#define PARK_POLL_NS 1000000ULL
+
+/* The pause's own work, shared out (vm_pause_share_work): join in once per sharing. */
+static void help_with_pause_work(struct vm *vm, unsigned *seen)
+{
+	unsigned gen = __atomic_load_n(&vm->park_work_gen, __ATOMIC_SEQ_CST);
+
+	if (gen == *seen)
+		return;
+	*seen = gen;
+	__atomic_add_fetch(&vm->park_work_busy, 1, __ATOMIC_SEQ_CST);
+	if (__atomic_load_n(&vm->park_work_open, __ATOMIC_SEQ_CST) &&
+	    __atomic_load_n(&vm->park_work_gen, __ATOMIC_SEQ_CST) == gen) {
+		void (*fn)(void *) = __atomic_load_n(&vm->park_work, __ATOMIC_SEQ_CST);
+
+		fn(__atomic_load_n(&vm->park_work_arg, __ATOMIC_SEQ_CST));
+	}
+	__atomic_sub_fetch(&vm->park_work_busy, 1, __ATOMIC_SEQ_CST);
+}
+
+static void poll_for_resume(struct vm *vm)
+{
+	uint64_t until = mono_ns() + PARK_POLL_NS;
+	unsigned seen = __atomic_load_n(&vm->park_work_gen, __ATOMIC_SEQ_CST);
+
+	while (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
+	       !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE) && mono_ns() < until) {
+		help_with_pause_work(vm, &seen);
+		mono_relax();
+	}
+}
+
 /* Park while a pause is requested.  Returns false if the VM is stopping. */
 static bool check_pause_and_stop(struct vcpu *vcpu)
 {
 	struct vm *vm = vcpu->vm;
+	uint64_t stopped_ns;
 	bool keep_running;
 
 	pthread_mutex_lock(&vm->lock);
@@ -283,11 +326,20 @@ static bool check_pause_and_stop(struct vcpu *vcpu)
 			if (!vm->pause_requested || vm->stopping)
 				goto out;
 		}
-		vm->nr_parked++;
+		__atomic_add_fetch(&vm->nr_parked, 1, __ATOMIC_RELEASE); /* vm_pause polls it */
 		pthread_cond_broadcast(&vm->cond);
+		pthread_mutex_unlock(&vm->lock);
+		poll_for_resume(vm);
+		pthread_mutex_lock(&vm->lock);
 		while (vm->pause_requested && !vm->stopping)
 			pthread_cond_wait(&vm->cond, &vm->lock);
-		vm->nr_parked--;
+		stopped_ns = mono_ns() - vm->pause_start_ns;
+		if (stopped_ns > vm->pause_longest_ns)
+			vm->pause_longest_ns = stopped_ns;
+		if (__atomic_sub_fetch(&vm->nr_parked, 1, __ATOMIC_RELEASE) == 0) {
+			vm->last_pause_ns = vm->pause_longest_ns;
+			vm->pauses++;
+		}
 	}
 out:
 	keep_running = !vm->stopping;
@@ -367,4 +419,5 @@ void vcpu_destroy(struct vcpu *vcpu)
 		close(vcpu->fd);
 	vcpu->run = NULL;
 	vcpu->fd = -1;
+	kvm_vcpu_facts_forget(&vcpu->facts);
 }

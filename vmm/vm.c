@@ -5,6 +5,7 @@
 #include "migrate.h"
 #include "layout.h"
 #include "log.h"
+#include "mono_time.h"
 #include "vcpu.h"
 #include "virtio.h"
 
@@ -33,6 +34,9 @@ void vm_request_stop(struct vm *vm, enum vm_stop_reason reason, int exit_status)
 	event_loop_stop(&vm->loop);
 }
 
+/* Polling first for the vCPUs of a pause; a stop that takes longer sleeps. */
+#define VM_PAUSE_POLL_NS 1000000ULL
+
 int vm_pause(struct vm *vm)
 {
 	unsigned i, running = 0;
@@ -40,11 +44,15 @@ int vm_pause(struct vm *vm)
 
 	pthread_mutex_lock(&vm->lock);
 	vm->pause_requested = true;
+	vm->pause_start_ns = mono_ns();
+	vm->pause_longest_ns = 0;
 	pthread_mutex_unlock(&vm->lock);
 	for (i = 0; i < vm->ncpus; i++) {
 		vcpu_kick(&vm->vcpus[i]);
 		running += vm->vcpus[i].started;
 	}
+	/* The vCPUs are out of the guest within microseconds: do not sleep through it. */
+	mono_poll_u32(&vm->nr_parked, running, VM_PAUSE_POLL_NS);
 	pthread_mutex_lock(&vm->lock);
 	while (vm->nr_parked < running && !vm->stopping)
 		pthread_cond_wait(&vm->cond, &vm->lock);
@@ -52,6 +60,41 @@ int vm_pause(struct vm *vm)
 	pthread_mutex_unlock(&vm->lock);
 	/* A stopping VM's vCPUs leave instead of parking: nothing is still. */
 	return stopping ? -ECANCELED : 0;
+}
+
+int vm_pause_with_loop(struct vm *vm)
+{
+	/* The loop heads for its park while the vCPUs leave the guest. */
+	event_loop_park_request(&vm->loop);
+	if (vm_pause(vm) == 0 && event_loop_park_wait(&vm->loop))
+		return 0;
+	event_loop_unpark(&vm->loop);
+	vm_resume(vm);
+	return -ECANCELED;
+}
+
+void vm_pause_share_work(struct vm *vm, void (*fn)(void *), void *arg)
+{
+	__atomic_store_n(&vm->park_work_arg, arg, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vm->park_work, fn, __ATOMIC_SEQ_CST);
+	__atomic_store_n(&vm->park_work_open, 1, __ATOMIC_SEQ_CST);
+	__atomic_add_fetch(&vm->park_work_gen, 1, __ATOMIC_SEQ_CST);
+	fn(arg);
+	/* A helper counts itself busy, then checks it is still open: none is left behind. */
+	__atomic_store_n(&vm->park_work_open, 0, __ATOMIC_SEQ_CST);
+	while (__atomic_load_n(&vm->park_work_busy, __ATOMIC_SEQ_CST))
+		mono_relax(); /* a helper preempted on a busy host needs this CPU */
+}
+
+uint64_t vm_last_pause_ns(struct vm *vm, uint64_t *count)
+{
+	uint64_t ns;
+
+	pthread_mutex_lock(&vm->lock);
+	ns = vm->last_pause_ns;
+	*count = vm->pauses;
+	pthread_mutex_unlock(&vm->lock);
+	return ns;
 }
 
 void vm_resume(struct vm *vm)
@@ -257,17 +300,9 @@ static int create_kvm_vm(struct vm *vm)
 		return ret;
 	}
 	for (i = 0; i < vm->mem.nr_regions; i++) {
-		const struct guest_region *r = &vm->mem.regions[i];
-		struct kvm_userspace_memory_region slot = {
-		    .slot = (uint32_t)i,
-		    .guest_phys_addr = r->gpa,
-		    .memory_size = r->size,
-		    .userspace_addr = (uint64_t)(uintptr_t)r->host,
-		};
-
-		if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &slot) < 0) {
-			ret = -errno;
-			pr_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(errno));
+		ret = guest_mem_set_slot(&vm->mem, vm->vm_fd, i, 0);
+		if (ret) {
+			pr_err("KVM_SET_USER_MEMORY_REGION: %s", strerror(-ret));
 			return ret;
 		}
 	}

@@ -46,7 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fdt)
 		abort();
 	memcpy(fdt, data, size);
-	if (fdt_check_full(fdt, size) == 0) {
+	if (state_tree_check(fdt, size) == 0) {
 		fdt_for_each_subnode(node, fdt, 0)
 		{
 			if (kvm_vcpu_state_check(fdt, node) == 0)

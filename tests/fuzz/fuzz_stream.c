@@ -17,6 +17,7 @@
 #include "guest_mem.h"
 #include "log.h"
 #include "options.h"
+#include "state.h"
 #include "stream.h"
 #include "vm_stream.h"
 
@@ -60,7 +61,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if (stream_read_payload(fd, len, &tree, NULL))
 				break;
 			if (len >= sizeof(struct fdt_header))
-				(void)fdt_check_full(tree, len);
+				(void)state_tree_check(tree, len);
 			free(tree);
 		}
 	}

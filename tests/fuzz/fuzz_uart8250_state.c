@@ -120,7 +120,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		memset(t1, 0, sizeof(t1));
 		take(&p, &left, t1, n);
-		if (fdt_check_full(t1, n))
+		if (n < sizeof(struct fdt_header) || fdt_totalsize(t1) > n ||
+		    state_tree_check(t1, fdt_totalsize(t1)))
 			goto run;
 	} else {
 		static const char *const props[] = {

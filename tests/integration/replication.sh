@@ -5,8 +5,12 @@
 # standby on loopback, the primary killed with SIGKILL at random moments.
 # Every trial checks what the outside world saw: the console sequence
 # (primary's output, then the standby's) has no gap and no repeat, and a
-# disk log guest's acknowledged blocks are all on the standby's disk.
-#   REPL_TRIALS   counter failover trials (default 20; make soak runs hundreds)
+# disk log guest's acknowledged blocks are all on the standby's disk.  Then
+# kills aimed at phases: during the first sync, an epoch send, an apply.
+#   REPL_TRIALS        counter failover trials (default 20; make soak runs hundreds)
+#   REPL_SYNC_TRIALS   kills during the first sync (default 3)
+#   REPL_PHASE_TRIALS  most kills of a dirtying guest, to hit sends and applies (default 16)
+#   REPL_STALL_TRIALS  kills while the standby is stalled (default 4)
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
@@ -178,6 +182,160 @@ if [ $src -eq 0 ] && [ $reprotected -eq 0 ] && grep -q "role: standby" "$WORK/fo
 	pass "ctl failover on the standby takes over; ctl replicate-to protects the survivor again with a new standby; sequence whole"
 else
 	fail "failover and re-protection" "survivor rc=$src reprotected=$reprotected lines=$(wc -l <"$WORK/fo.seq"); status: $(cat "$WORK/fo.status" | head -c 900)"
+fi
+
+# --- kill -9 at explicit phases: the first sync, an epoch send, an apply ------------------
+# The dirty guest checks its whole region at every report and prints the sweep generation.
+# A standby resumed from a torn or partial epoch reports a mismatch; a generation going back
+# from the primary's last released line to the standby's first is output shown twice.
+ms_sleep() { sleep "$(printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)))"; }
+gens_forward() { # FILE...: the generations printed, in this order, never go back
+	cat "$@" | grep -aoE 'gen=[0-9]+' | cut -d= -f2 |
+		awk 'NR > 1 && $1 < p { bad = 1 } { p = $1 } END { exit bad }'
+}
+# took_over_whole FILES-PREFIX: the standby ended well (src 0) after taking over, the guest's
+# checks passed on it, and its output carries on from the primary's without going back
+# (nor from before the last epoch the primary logged released, with -vv)
+took_over_whole() {
+	local released resumed
+	released=$(grep -aoE 'epoch [0-9]+ released' "$1.pr.err" | tail -1 | cut -d' ' -f2)
+	resumed=$(grep -aoE 'took over from checkpoint [0-9]+' "$1.sb.err" | cut -d' ' -f5)
+	[ $src -eq 0 ] && [ -n "$resumed" ] && [ "$resumed" -ge "${released:-0}" ] &&
+		grep -q "verify=ok" "$1.sb" && ! grep -qiE "mismatch|FAIL" "$1.pr" "$1.sb" &&
+		gens_forward "$1.pr" "$1.sb"
+}
+why_not() { # FILES-PREFIX: what went wrong, in a few words
+	echo "standby=$src, last $(grep -aoE 'epoch [0-9]+ released' "$1.pr.err" | tail -1)," \
+		"$(grep -aoE 'took over from checkpoint [0-9]+' "$1.sb.err")," \
+		"primary's last gen $(grep -aoE 'gen=[0-9]+' "$1.pr" | tail -1 | cut -d= -f2)," \
+		"standby's gens $(grep -aoE 'gen=[0-9]+' "$1.sb" | head -3 | cut -d= -f2 | tr '\n' ' ')" \
+		"$(grep -aiE 'mismatch|FAIL' "$1.pr" "$1.sb" | head -1)"
+	echo "; primary's log ends: $(grep -av 'released$' "$1.pr.err" | tail -2 | tr '\n' ' ')" \
+		"; standby's: $(tail -2 "$1.sb.err" | tr '\n' ' ')"
+}
+# stop_pair [STALL_MS [BACKLOG_MS]]: kill -9 the primary (the standby frozen meanwhile for
+# STALL_MS; or, with BACKLOG_MS, frozen that long just before, so that it has a backlog to
+# work through when the kill comes); wait for the standby's end (sets src and gone_ms)
+stop_pair() {
+	local t0
+	[ "${1:-0}" -gt 0 ] && kill -STOP $spid && ms_sleep "$1"
+	[ "${2:-0}" -gt 0 ] && kill -STOP $spid && ms_sleep "$2" && kill -CONT $spid
+	kill -9 $ppid
+	wait $ppid 2>/dev/null
+	kill -CONT $spid 2>/dev/null
+	t0=$(date +%s%N)
+	timeout 30 tail --pid=$spid -f /dev/null
+	gone_ms=$((($(date +%s%N) - t0) / 1000000))
+	kill -9 $spid 2>/dev/null
+	wait $spid
+	src=$?
+}
+
+# (a) During the first sync: the guest rewrites 256 MiB as fast as it can and has written it
+# all before the standby appears (the primary keeps trying to connect), so the sync takes
+# seconds.  Nothing is committed: the standby resumes nothing and exits 1 at once (the closed
+# connection, not the 10 s sync timeout), saying why.  Output before the first checkpoint is
+# not held (the guest is unprotected until then and dies with its host): the primary showed it.
+SYNC_TRIALS=${REPL_SYNC_TRIALS:-3}
+sync_failed=""
+for t in $(seq "$SYNC_TRIALS"); do
+	next_port
+	"$VMM" run --replicate-to 127.0.0.1:$PORT --epoch-ms 10 --failover-timeout-ms $TIMEOUT -v \
+		--kernel $IMG/dirty.elf --mem 512M --cmdline "rate=0 pages=65536 report_ms=100 duration_ms=8000" \
+		</dev/null >"$WORK/sync$t.pr" 2>"$WORK/sync$t.pr.err" &
+	ppid=$!
+	wait_for "$WORK/sync$t.pr" 'verify=ok' 20
+	"$VMM" standby --listen 127.0.0.1:$PORT --failover-timeout-ms $TIMEOUT -v \
+		</dev/null >"$WORK/sync$t.sb" 2>"$WORK/sync$t.sb.err" &
+	spid=$!
+	pids+=("$spid" "$ppid")
+	wait_for "$WORK/sync$t.sb.err" 'syncing from the primary' 20
+	ms_sleep $((RANDOM % 300))
+	stop_pair
+	f=$WORK/sync$t
+	if grep -q "protected (checkpoint" "$f.pr.err"; then
+		sync_failed+=" $t(the sync was over before the kill: make the guest bigger)"
+		cp "$f."* /tmp/ 2>/dev/null
+	elif ! { [ $src -eq 1 ] && [ $gone_ms -lt 5000 ] && [ ! -s "$f.sb" ] &&
+		grep -q "the primary went away before the first checkpoint" "$f.sb.err" &&
+		! grep -q "took over" "$f.sb.err" && grep -q "^dirty: start" "$f.pr"; }; then
+		sync_failed+=" $t(standby=$src after ${gone_ms}ms, its output $(wc -c <"$f.sb") bytes: $(tail -1 "$f.sb.err"))"
+		cp "$f."* /tmp/ 2>/dev/null
+	fi
+done
+if [ -z "$sync_failed" ]; then
+	pass "primary killed during the first sync ($SYNC_TRIALS trials): the standby resumes nothing, exits 1 at once saying nothing was committed"
+else
+	fail "kill during the first sync" "failed:$sync_failed (files copied to /tmp/sync<trial>.*)"
+fi
+
+# (b), (c) The guest dirties 300 pages/ms over 2048 pages (8 MiB an epoch): the standby is busy
+# receiving or applying nearly all the time, and kills at random moments after protection fall
+# into both (every other one right after the standby was frozen for 50 ms and so has a
+# backlog).  The standby's log tells which: an epoch cut off part-way (the kill fell into a
+# send; that epoch is discarded), or the primary gone before or while the standby applied a
+# released epoch (the apply is finished: released is released).  Every trial must take over
+# from a whole checkpoint (never one before the last the primary logged released: -vv), the
+# guest's checks pass on the standby, nothing is shown twice.  After the stalled trials below,
+# at least 6 random kills, more until (all told) two fell into a send and two came with a
+# released epoch to apply: at most REPL_PHASE_TRIALS.  A kill that cuts a send short needs
+# the primary blocked mid-epoch on a full socket; a frozen standby makes that likely, a fast
+# one rare, so the frozen trials count too.
+PHASE_MAX=${REPL_PHASE_TRIALS:-16}
+# Long enough that a kill (up to 400 ms after protection, plus a 300 ms stall) finds the guest
+# running even when a loaded machine takes a second to sync the standby.
+PHASE_RUN_MS=2000
+sends=0 applies=0 mid_apply=0 n=0 phase_failed=""
+classify() { # FILES-PREFIX: count which phase the kill fell into
+	grep -q "broke off before its end" "$1.sb.err" && sends=$((sends + 1))
+	grep -qE "went away (before|while) epoch [0-9]+ was applied" "$1.sb.err" && applies=$((applies + 1))
+	grep -qE "went away while epoch [0-9]+ was applied" "$1.sb.err" && mid_apply=$((mid_apply + 1))
+}
+# The standby stalls for 300 ms (SIGSTOP, as a busy host would) and the primary dies meanwhile:
+# what reached the standby before, released epochs included, is applied when it runs again,
+# though its acknowledgements can no longer go out; and what the primary let out was released
+# only once its RELEASE had left the primary's host.
+for t in $(seq "${REPL_STALL_TRIALS:-4}"); do
+	n=$((n + 1))
+	start_pair ph$n -- --kernel $IMG/dirty.elf --mem 64M \
+		--cmdline "rate=300 pages=2048 report_ms=5 duration_ms=$PHASE_RUN_MS" -v
+	wait_for "$WORK/ph$n.sb.err" 'protecting' 20
+	delay_ms=$((RANDOM % 400))
+	ms_sleep $delay_ms
+	stop_pair 300
+	f=$WORK/ph$n
+	classify "$f"
+	if ! took_over_whole "$f"; then
+		phase_failed+=" $n(standby stalled, kill@${delay_ms}ms: $(why_not "$f"))"
+		cp "$f."* /tmp/ 2>/dev/null
+	fi
+done
+stalled_sends=$sends
+while [ $n -lt $((PHASE_MAX + ${REPL_STALL_TRIALS:-4})) ] &&
+	{ [ $n -lt $((6 + ${REPL_STALL_TRIALS:-4})) ] || [ $sends -lt 2 ] || [ $applies -lt 2 ]; }; do
+	n=$((n + 1))
+	start_pair ph$n -- --kernel $IMG/dirty.elf --mem 64M \
+		--cmdline "rate=300 pages=2048 report_ms=5 duration_ms=$PHASE_RUN_MS" -v
+	wait_for "$WORK/ph$n.sb.err" 'protecting' 20
+	delay_ms=$((RANDOM % 400))
+	ms_sleep $delay_ms
+	# Every other kill comes as the standby works through a backlog of 50 ms: on a fast
+	# host an idle standby spends little of its time receiving or applying.
+	backlog_ms=$(((n % 2) * 50))
+	stop_pair 0 $backlog_ms
+	f=$WORK/ph$n
+	classify "$f"
+	if ! took_over_whole "$f"; then
+		phase_failed+=" $n(kill@${delay_ms}ms after a ${backlog_ms} ms stall: $(why_not "$f"))"
+		cp "$f."* /tmp/ 2>/dev/null
+	fi
+done
+if [ -n "$phase_failed" ]; then
+	fail "kill during sends and applies" "failed:$phase_failed (files copied to /tmp/ph<trial>.*)"
+elif [ $sends -eq 0 ] || [ $applies -eq 0 ]; then
+	fail "kill during sends and applies" "in $n trials $sends kills fell into a send and $applies into an apply: a phase went untested"
+else
+	pass "primary killed at random while a dirtying guest is replicated ($n trials, ${REPL_STALL_TRIALS:-4} with the standby stalled: $sends during an epoch send ($stalled_sends of them stalled), $applies with a released epoch still to apply, $mid_apply of them mid-apply): each took over from a whole checkpoint, the guest's checks pass on the standby, no output twice"
 fi
 
 # --- bad input ---------------------------------------------------------------------------

@@ -464,6 +464,35 @@ rc_dst=killed
 expect_mig mig-kill "destination killed mid-migration: migrate fails, the source guest runs to its end and verifies" \
 	'[ $rc_ctl -eq 1 ] && grep -q "keeps running here" "$WORK/mig-kill.ctl" && [ $rc_src -eq 0 ] && grep -q "verify=ok" "$WORK/mig-kill.src" && ! grep -q FAIL "$WORK/mig-kill.src"'
 
+# A source that hears "loaded" but never says "go" (it resumed, or died): the
+# destination must not run a second copy.  The fake source replays a snapshot,
+# which is a migration stream without dirty passes.
+port=$((port + 1))
+"$VMM" run --incoming 127.0.0.1:$port </dev/null >"$WORK/mig-nogo.out" 2>"$WORK/mig-nogo.err" &
+dpid=$!
+nogo_answers=$(python3 - "$port" "$WORK/snap1.snap" <<'PY' 2>&1
+import socket, sys, time
+for _ in range(50):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        break
+    except OSError:
+        time.sleep(0.1)
+s.sendall(open(sys.argv[2], "rb").read())
+got = b""
+while not got.endswith(b"S"):
+    b = s.recv(1)
+    if not b:
+        break
+    got += b
+print(got.decode())
+s.close()
+PY
+)
+wait $dpid; rc=$?
+expect "a destination whose source never says go after 'loaded' ($nogo_answers) runs nothing and says why" \
+	'[ $rc -ne 0 ] && [ "$nogo_answers" = PS ] && grep -q "no go-ahead" "$WORK/mig-nogo.err" && ! grep -q "counter\|seq" "$WORK/mig-nogo.out"'
+
 # A destination fed garbage runs nothing and says why.
 port=$((port + 1))
 "$VMM" run --incoming 127.0.0.1:$port </dev/null >"$WORK/mig-junk.out" 2>"$WORK/mig-junk.err" &

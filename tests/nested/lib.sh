@@ -46,8 +46,9 @@
 #
 # Exit statuses of the waiting functions: 124 timeout, 125 host died.
 # Tunables (environment): NESTED_L1_KERNEL (out/vmlinux if it exists, PVH
-# boot, else out/vmlinuz), NESTED_L1_MEM (2048), NESTED_L1_SMP (2),
-# NESTED_L1_APPEND (extra kernel args, default "quiet"), NESTED_MAX_LIFETIME
+# boot, else out/vmlinuz), NESTED_L1_MEM (2048), NESTED_L1_SMP (1:
+# 2 L1 vCPUs under MTTCG brought the stack down far more often, see README.md),
+# NESTED_L1_APPEND (kernel args, default "quiet softlockup_panic=1 panic=-1"), NESTED_MAX_LIFETIME
 # (900 s: a QEMU is SIGKILLed after this even if the test is killed).
 # Work files (console logs, shares, job outputs) stay in tests/nested/work/NAME
 # until the next nested_init NAME.
@@ -238,8 +239,8 @@ nested_mac() {
 }
 
 nested_host_start() {
-	local host=$1 mem=${NESTED_L1_MEM:-2048} smp=${NESTED_L1_SMP:-2}
-	local initrd=$NESTED_L1_INITRD append=${NESTED_L1_APPEND:-quiet} extra="" dir
+	local host=$1 mem=${NESTED_L1_MEM:-2048} smp=${NESTED_L1_SMP:-1}
+	local initrd=$NESTED_L1_INITRD append=${NESTED_L1_APPEND:-quiet softlockup_panic=1 panic=-1} extra="" dir
 	shift
 	while [ $# -gt 0 ]; do
 		case "$1" in

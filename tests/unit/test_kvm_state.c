@@ -162,7 +162,7 @@ static void save_tree(struct tvm *t)
 	assert_int_equal(kvm_vm_state_save(t->vm, tree), 0);
 	assert_int_equal(fdt_end_node(tree), 0);
 	assert_int_equal(fdt_begin_node(tree, "cpu@0"), 0);
-	assert_int_equal(kvm_vcpu_state_save(t->vcpu, t->kvm, tree), 0);
+	assert_int_equal(kvm_vcpu_state_save(t->vcpu, t->kvm, NULL, tree), 0);
 	assert_int_equal(fdt_end_node(tree), 0);
 	assert_int_equal(state_tree_end(tree), 0);
 	assert_int_equal(fdt_check_full(tree, sizeof(tree)), 0);

@@ -97,6 +97,73 @@ static void test_destroy_drops_held(void **state)
 	assert_int_equal(s.items, 0);
 }
 
+/* Held console bytes of one epoch leave in one write; kinds, devices and epochs split them. */
+static void test_console_bytes_gather(void **state)
+{
+	struct output_buffer ob;
+	struct sink s = {0};
+	char big[5000];
+
+	(void)state;
+	output_buffer_init(&ob, emit, &s);
+	output_buffer_hold(&ob, 2);
+	put(&ob, OUTPUT_CONSOLE, 0, "co");
+	put(&ob, OUTPUT_CONSOLE, 0, "unter: 1\n");
+	put(&ob, OUTPUT_HVC, 0, "h1");
+	put(&ob, OUTPUT_HVC, 0, "h2");
+	put(&ob, OUTPUT_NET, 0, "f1");
+	put(&ob, OUTPUT_NET, 0, "f2"); /* frames stay frames */
+	put(&ob, OUTPUT_CONSOLE, 0, "x");
+	output_buffer_set_epoch(&ob, 3);
+	put(&ob, OUTPUT_CONSOLE, 0, "y"); /* the next epoch: its own item */
+	assert_int_equal(ob.held_bytes, 21);
+	output_buffer_release(&ob, 2);
+	assert_string_equal(s.log, "c0:counter: 1\n|h0:h1h2|n0:f1|n0:f2|c0:x|");
+	assert_int_equal(s.items, 5);
+	output_buffer_release(&ob, 3);
+	assert_string_equal(s.log, "c0:counter: 1\n|h0:h1h2|n0:f1|n0:f2|c0:x|c0:y|");
+	/* Beyond an item's room, a new one; nothing is cut or lost. */
+	memset(big, 'b', sizeof(big) - 1);
+	big[sizeof(big) - 1] = 0;
+	memset(&s, 0, sizeof(s));
+	output_buffer_set_epoch(&ob, 4);
+	put(&ob, OUTPUT_CONSOLE, 0, "ab");
+	put(&ob, OUTPUT_CONSOLE, 0, big);
+	assert_int_equal(ob.held_bytes, 2 + sizeof(big) - 1);
+	output_buffer_release(&ob, 4);
+	assert_int_equal(s.items, 2);
+	assert_int_equal(ob.held_bytes, 0);
+	output_buffer_destroy(&ob);
+}
+
+/* Take, then emit: nothing leaves in between, and later output stays behind. */
+static void test_take_then_emit(void **state)
+{
+	struct output_buffer ob;
+	struct output_batch b;
+	struct sink s = {0};
+
+	(void)state;
+	output_buffer_init(&ob, emit, &s);
+	output_buffer_hold(&ob, 2);
+	put(&ob, OUTPUT_CONSOLE, 0, "a");
+	put(&ob, OUTPUT_NET, 0, "f");
+	output_buffer_set_epoch(&ob, 3);
+	put(&ob, OUTPUT_CONSOLE, 0, "b");
+	output_buffer_take(&ob, 2, &b);
+	assert_int_equal(ob.held_items, 1); /* only epoch 3's item is still held */
+	put(&ob, OUTPUT_CONSOLE, 0, "c");   /* same epoch as "b": joins it */
+	assert_int_equal(s.items, 0);	    /* told the standby meanwhile: nothing out yet */
+	output_buffer_emit(&ob, &b);
+	assert_string_equal(s.log, "c0:a|n0:f|");
+	output_buffer_release(&ob, 3);
+	assert_string_equal(s.log, "c0:a|n0:f|c0:bc|");
+	output_buffer_take(&ob, 3, &b); /* nothing left: an empty batch */
+	assert_null(b.head);
+	output_buffer_emit(&ob, &b);
+	output_buffer_destroy(&ob);
+}
+
 struct producer {
 	struct output_buffer *ob;
 	char tag;
@@ -135,15 +202,16 @@ static void test_concurrent_order(void **state)
 	for (int i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
 	output_buffer_unhold(&ob);
-	assert_int_equal(s.items, 400);
-	/* Per producer, digits cycle 0..9 in order. */
+	/* Per producer, all 200 pieces, digits cycling 0..9 in order. */
 	for (char tag = 'x'; tag <= 'y'; tag++) {
-		int next = 0;
+		int next = 0, seen = 0;
 
 		for (const char *q = s.log; (q = strchr(q, tag)); q++) {
 			assert_int_equal(q[1] - '0', next);
 			next = (next + 1) % 10;
+			seen++;
 		}
+		assert_int_equal(seen, 200);
 	}
 	output_buffer_destroy(&ob);
 }
@@ -154,6 +222,8 @@ int main(void)
 	    cmocka_unit_test(test_transparent_without_holding),
 	    cmocka_unit_test(test_release_by_epoch_in_order),
 	    cmocka_unit_test(test_destroy_drops_held),
+	    cmocka_unit_test(test_console_bytes_gather),
+	    cmocka_unit_test(test_take_then_emit),
 	    cmocka_unit_test(test_concurrent_order),
 	};
 

@@ -53,11 +53,40 @@ static void test_no_space(void **state)
 	assert_int_equal(state_put_bytes(buf, "big", big, sizeof(big)), -ENOSPC);
 }
 
+/*
+ * state_tree_check: a tree as written passes; one of another length, a
+ * bad magic, or a version other than 17 is refused before fdt_check_full
+ * sees it (libfdt 1.6.1 dereferenced NULL on a fuzzed version-3 tree).
+ */
+static void test_tree_check(void **state)
+{
+	static uint8_t buf[1024] __attribute__((aligned(8)));
+	static uint8_t bad[1024] __attribute__((aligned(8)));
+	size_t len;
+
+	(void)state;
+	assert_int_equal(state_tree_begin(buf, sizeof(buf)), 0);
+	assert_int_equal(state_put_u32(buf, "a", 1), 0);
+	assert_int_equal(state_tree_end(buf), 0);
+	len = fdt_totalsize(buf);
+	assert_int_equal(state_tree_check(buf, len), 0);
+	assert_int_equal(state_tree_check(buf, len + 8), -EINVAL);
+	assert_int_equal(state_tree_check(buf, len - 1), -EINVAL);
+	assert_int_equal(state_tree_check(buf, 8), -EINVAL);
+	memcpy(bad, buf, len);
+	fdt_set_version(bad, 3);
+	assert_int_equal(state_tree_check(bad, len), -EINVAL);
+	memcpy(bad, buf, len);
+	fdt_set_magic(bad, 0x12345678);
+	assert_int_equal(state_tree_check(bad, len), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_round_trip),
 	    cmocka_unit_test(test_no_space),
+	    cmocka_unit_test(test_tree_check),
 	};
 	return cmocka_run_group_tests_name("state", tests, NULL, NULL);
 }
