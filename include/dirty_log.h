@@ -45,6 +45,15 @@ int dirty_log_start(struct dirty_log *d, int vm_fd, struct guest_mem *mem);
  */
 int64_t dirty_log_collect(struct dirty_log *d, uint64_t *out);
 
+/*
+ * dirty_log_collect for KVM's log alone (the guest's own writes), leaving
+ * the VMM's for the next dirty_log_collect.  For copying pages ahead of a
+ * pause while the guest runs: a page the guest writes after this returns is
+ * in the next collect, and the VMM's writes (whose marks may trail them) all
+ * wait for the pause.  Returns pages newly set in out, or -errno.
+ */
+int64_t dirty_log_collect_guest(struct dirty_log *d, uint64_t *out);
+
 /* Turn KVM dirty logging off again.  Safe on a log that never started. */
 void dirty_log_stop(struct dirty_log *d);
 

@@ -33,6 +33,8 @@
 
 #include <linux/kvm.h>
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define KVM_STATE_VERSION 1
 
@@ -75,6 +77,36 @@ void kvm_vcpu_facts_forget(struct kvm_vcpu_facts *facts);
  * every time) caches what does not change.  0, -ENOSPC, -errno.
  */
 int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts, void *fdt);
+
+/*
+ * A save in two halves, so that the reading (a dozen ioctls, the costly
+ * part) can run on the vCPU's own thread while a checkpoint pause does other
+ * work: kvm_vcpu_state_capture reads the vCPU (stopped, I/O completed) into
+ * c, learning facts on first use; kvm_vcpu_state_put writes what c holds
+ * into the open node, exactly as kvm_vcpu_state_save would have.  c's
+ * buffers are kept for the next capture; kvm_vcpu_capture_free releases
+ * them.  Both 0 or -errno (-ENOSPC from the put).
+ */
+struct kvm_vcpu_capture {
+	struct kvm_regs regs;
+	struct kvm_sregs sregs;	  /* without KVM_CAP_SREGS2 */
+	struct kvm_sregs2 sregs2; /* with it */
+	struct kvm_xcrs xcrs;
+	struct kvm_lapic_state lapic;
+	struct kvm_vcpu_events events;
+	struct kvm_mp_state mp;
+	struct kvm_debugregs dbg;
+	void *xsave;
+	size_t xsave_size;
+	struct kvm_msr_entry *msrs;
+	uint32_t nr_msrs, msrs_room;
+	uint64_t realtime_ns; /* CLOCK_REALTIME right after the MSRs (and so the TSC) */
+};
+int kvm_vcpu_state_capture(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts,
+			   struct kvm_vcpu_capture *c);
+int kvm_vcpu_state_put(const struct kvm_vcpu_capture *c, const struct kvm_vcpu_facts *facts,
+		       void *fdt);
+void kvm_vcpu_capture_free(struct kvm_vcpu_capture *c);
 
 /*
  * Validate a vCPU node without touching KVM: version, every property present

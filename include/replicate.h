@@ -64,6 +64,7 @@ struct repl_status {
 	uint64_t bytes;	 /* sent on the replication link */
 	uint64_t pause_p50_us, pause_p99_us, pause_max_us;
 	uint64_t last_pages; /* dirty pages of the last epoch */
+	uint64_t last_ahead; /* of those, copied ahead of its pause (the guest running) */
 	/*
 	 * Mean of the pause's parts, as the epoch thread sees them: stopping the
 	 * vCPUs and the loop, the dirty logs, copying the pages, the state tree

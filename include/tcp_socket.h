@@ -7,6 +7,7 @@
 #ifndef VMM_TCP_SOCKET_H
 #define VMM_TCP_SOCKET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 /*
@@ -26,5 +27,13 @@ int tcp_connect(const char *addr, int timeout_ms);
 
 /* Reads and writes on fd fail with EAGAIN after ms without progress (0: never). */
 int tcp_set_timeouts(int fd, int recv_ms, int send_ms);
+
+/*
+ * on: closing fd (also by the process dying) resets the connection and drops
+ * whatever it has not yet sent (SO_LINGER 0), instead of sending that after
+ * the process is gone; data the peer already received stays readable there.
+ * off: the usual close, which sends what is queued.  0 or -errno.
+ */
+int tcp_abort_on_close(int fd, bool on);
 
 #endif

@@ -24,7 +24,14 @@ struct vcpu {
 	bool started;
 	bool io_pending; /* the last exit was I/O or MMIO that KVM completes on the next KVM_RUN */
 	struct kvm_vcpu_facts facts; /* for state saves: what KVM would tell every time */
+	/* A checkpoint's read of this vCPU's KVM state, taken by whichever thread claims it
+	 * first (vcpu_capture_claim): its own while parked, or the saver. */
+	struct kvm_vcpu_capture capture;
+	unsigned capture_state; /* __atomic: VCPU_CAPTURE_* */
+	int capture_ret;	/* the capture's result, once DONE */
 };
+
+enum { VCPU_CAPTURE_IDLE, VCPU_CAPTURE_WANTED, VCPU_CAPTURE_BUSY, VCPU_CAPTURE_DONE };
 
 /* Create vCPU index in vm: KVM fd, run mapping, CPUID; the BSP (index 0) also gets the boot
  * registers. */
@@ -38,6 +45,14 @@ void vcpu_kick(struct vcpu *vcpu);
 
 /* Wait for the thread to leave (vm->stopping set); the vCPU's state stays readable. */
 void vcpu_join(struct vcpu *vcpu);
+
+/*
+ * If this vCPU's capture is WANTED, claim it (BUSY), read the vCPU's KVM
+ * state into vcpu->capture and mark it DONE; true if this call did it.  The
+ * vCPU must be stopped outside KVM_RUN (parked or joined).  Any thread: the
+ * claim makes exactly one of them read.
+ */
+bool vcpu_capture_claim(struct vcpu *vcpu);
 
 /* Join the thread (after vm->stopping is set and the vCPU kicked) and release the vCPU. */
 void vcpu_destroy(struct vcpu *vcpu);

@@ -41,7 +41,17 @@ int vm_config_apply(const void *tree, struct vm_options *opts, char *err, size_t
 void vm_state_quiesce(struct vm *vm);
 void vm_state_unquiesce(struct vm *vm);
 
-/* Build the STATE tree of a paused, quiesced VM.  0 or -errno. */
+/*
+ * Ask every vCPU of a paused VM to read its own KVM state now, on its parked
+ * thread, while the caller does other pause work (dirty log, page copy); the
+ * next vm_state_save puts those reads in the tree (waiting for any still
+ * running, reading itself a vCPU whose thread has not begun).  A pause that
+ * ends without vm_state_save calls vm_state_capture_end first.
+ */
+void vm_state_capture_start(struct vm *vm);
+void vm_state_capture_end(struct vm *vm);
+
+/* Build the STATE tree of a paused, quiesced VM (ends any capture).  0 or -errno. */
 int vm_state_save(struct vm *vm, void **tree, size_t *len);
 
 /*

@@ -101,9 +101,8 @@ int dirty_log_start(struct dirty_log *d, int vm_fd, struct guest_mem *mem)
 	return ret ? -EIO : 0;
 }
 
-int64_t dirty_log_collect(struct dirty_log *d, uint64_t *out)
+int64_t dirty_log_collect_guest(struct dirty_log *d, uint64_t *out)
 {
-	uint64_t words = dirty_log_words(d->mem);
 	int64_t added = 0;
 
 	for (int i = 0; i < d->mem->nr_regions; i++) {
@@ -115,6 +114,16 @@ int64_t dirty_log_collect(struct dirty_log *d, uint64_t *out)
 		}
 		added += n;
 	}
+	return added;
+}
+
+int64_t dirty_log_collect(struct dirty_log *d, uint64_t *out)
+{
+	uint64_t words = dirty_log_words(d->mem);
+	int64_t added = dirty_log_collect_guest(d, out);
+
+	if (added < 0)
+		return added;
 	/* The VMM's log: take each word whole so a concurrent mark is never lost. */
 	for (uint64_t w = 0; w < words; w++) {
 		uint64_t bits;

@@ -162,67 +162,6 @@ static int read_msrs(int vcpu_fd, const struct kvm_msr_list *list, struct kvm_ms
 	return ret;
 }
 
-static int save_msrs(int vcpu_fd, const struct kvm_msr_list *list, void *fdt)
-{
-	struct kvm_msr_entry *e = calloc(list->nmsrs ? list->nmsrs : 1, sizeof(*e));
-	uint32_t n = 0;
-	int ret;
-
-	if (!e)
-		return -ENOMEM;
-	ret = read_msrs(vcpu_fd, list, e, &n);
-	if (ret)
-		pr_err("vCPU state: KVM_GET_MSRS: %s", strerror(-ret));
-	if (!ret)
-		ret = state_put_u32(fdt, "nr-msrs", n);
-	if (!ret)
-		ret = state_put_bytes(fdt, "msrs", e, n * sizeof(*e));
-	free(e);
-	return ret;
-}
-
-static int save_xsave(int vcpu_fd, int xsave2, void *fdt)
-{
-	/* KVM_CAP_XSAVE2 tells the size KVM_GET_XSAVE2 writes (AMX makes it > 4 KiB). */
-	size_t size = sizeof(struct kvm_xsave);
-	void *buf;
-	int ret;
-
-	if (xsave2 > (int)size)
-		size = (size_t)xsave2;
-	if (size > MAX_XSAVE)
-		return -E2BIG;
-	buf = calloc(1, size);
-	if (!buf)
-		return -ENOMEM;
-	if (xsave2 > 0)
-		ret = vcpu_ioctl(vcpu_fd, KVM_GET_XSAVE2, buf, "KVM_GET_XSAVE2");
-	else
-		ret = vcpu_ioctl(vcpu_fd, KVM_GET_XSAVE, buf, "KVM_GET_XSAVE");
-	if (!ret)
-		ret = state_put_u32(fdt, "xsave-size", (uint32_t)size);
-	if (!ret)
-		ret = state_put_bytes(fdt, "xsave", buf, size);
-	free(buf);
-	return ret;
-}
-
-static int save_sregs(int vcpu_fd, bool sregs2, void *fdt)
-{
-	struct kvm_sregs2 s2;
-	struct kvm_sregs s;
-	int ret;
-
-	/* SREGS2 carries the PAE PDPTRs as the CPU cached them, and leaves the
-	 * pending interrupt to the events, where it belongs. */
-	if (sregs2) {
-		ret = vcpu_ioctl(vcpu_fd, KVM_GET_SREGS2, &s2, "KVM_GET_SREGS2");
-		return ret ? ret : state_put_bytes(fdt, "sregs2", &s2, sizeof(s2));
-	}
-	ret = vcpu_ioctl(vcpu_fd, KVM_GET_SREGS, &s, "KVM_GET_SREGS");
-	return ret ? ret : state_put_bytes(fdt, "sregs", &s, sizeof(s));
-}
-
 void kvm_vcpu_facts_forget(struct kvm_vcpu_facts *facts)
 {
 	free(facts->cpuid);
@@ -254,47 +193,105 @@ static int learn_facts(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *f)
 	return 0;
 }
 
-int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts, void *fdt)
+void kvm_vcpu_capture_free(struct kvm_vcpu_capture *c)
 {
-	struct kvm_vcpu_facts once = {0}, *f = facts ? facts : &once;
-	struct kvm_regs regs;
-	struct kvm_xcrs xcrs;
-	struct kvm_lapic_state lapic;
-	struct kvm_vcpu_events events;
-	struct kvm_mp_state mp;
-	struct kvm_debugregs dbg;
-	uint64_t now;
+	free(c->xsave);
+	free(c->msrs);
+	*c = (struct kvm_vcpu_capture){0};
+}
+
+/* The capture's buffers, sized for f; kept from one capture to the next. */
+static int capture_buffers(const struct kvm_vcpu_facts *f, struct kvm_vcpu_capture *c)
+{
+	/* KVM_CAP_XSAVE2 tells the size KVM_GET_XSAVE2 writes (AMX makes it > 4 KiB). */
+	size_t xsave_size = sizeof(struct kvm_xsave);
+	uint32_t nmsrs = f->msrs->nmsrs ? f->msrs->nmsrs : 1;
+
+	if (f->xsave2 > (int)xsave_size)
+		xsave_size = (size_t)f->xsave2;
+	if (xsave_size > MAX_XSAVE)
+		return -E2BIG;
+	if (c->xsave_size != xsave_size) {
+		free(c->xsave);
+		c->xsave = calloc(1, xsave_size);
+		c->xsave_size = c->xsave ? xsave_size : 0;
+		if (!c->xsave)
+			return -ENOMEM;
+	}
+	if (c->msrs_room < nmsrs) {
+		free(c->msrs);
+		c->msrs = calloc(nmsrs, sizeof(*c->msrs));
+		c->msrs_room = c->msrs ? nmsrs : 0;
+		if (!c->msrs)
+			return -ENOMEM;
+	}
+	return 0;
+}
+
+int kvm_vcpu_state_capture(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *f,
+			   struct kvm_vcpu_capture *c)
+{
 	int ret;
 
 	if (!f->known && (ret = learn_facts(vcpu_fd, kvm_fd, f)))
 		return ret;
-	if ((ret = vcpu_ioctl(vcpu_fd, KVM_GET_REGS, &regs, "KVM_GET_REGS")) ||
-	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_XCRS, &xcrs, "KVM_GET_XCRS")) ||
-	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_LAPIC, &lapic, "KVM_GET_LAPIC")) ||
-	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &events, "KVM_GET_VCPU_EVENTS")) ||
-	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_MP_STATE, &mp, "KVM_GET_MP_STATE")) ||
-	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &dbg, "KVM_GET_DEBUGREGS")))
-		goto out;
+	if ((ret = capture_buffers(f, c)))
+		return ret;
+	/* SREGS2 carries the PAE PDPTRs as the CPU cached them, and leaves the
+	 * pending interrupt to the events, where it belongs. */
+	if ((ret = vcpu_ioctl(vcpu_fd, KVM_GET_REGS, &c->regs, "KVM_GET_REGS")) ||
+	    (ret = f->sregs2 ? vcpu_ioctl(vcpu_fd, KVM_GET_SREGS2, &c->sregs2, "KVM_GET_SREGS2")
+			     : vcpu_ioctl(vcpu_fd, KVM_GET_SREGS, &c->sregs, "KVM_GET_SREGS")) ||
+	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_XCRS, &c->xcrs, "KVM_GET_XCRS")) ||
+	    (ret = f->xsave2 > 0 ? vcpu_ioctl(vcpu_fd, KVM_GET_XSAVE2, c->xsave, "KVM_GET_XSAVE2")
+				 : vcpu_ioctl(vcpu_fd, KVM_GET_XSAVE, c->xsave, "KVM_GET_XSAVE")) ||
+	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_LAPIC, &c->lapic, "KVM_GET_LAPIC")) ||
+	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_VCPU_EVENTS, &c->events, "KVM_GET_VCPU_EVENTS")) ||
+	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_MP_STATE, &c->mp, "KVM_GET_MP_STATE")) ||
+	    (ret = vcpu_ioctl(vcpu_fd, KVM_GET_DEBUGREGS, &c->dbg, "KVM_GET_DEBUGREGS")))
+		return ret;
+	ret = read_msrs(vcpu_fd, f->msrs, c->msrs, &c->nr_msrs);
+	/* The TSC is read with the MSRs: take the wall clock right after. */
+	c->realtime_ns = realtime_ns();
+	if (ret)
+		pr_err("vCPU state: KVM_GET_MSRS: %s", strerror(-ret));
+	return ret;
+}
+
+int kvm_vcpu_state_put(const struct kvm_vcpu_capture *c, const struct kvm_vcpu_facts *f, void *fdt)
+{
+	int ret;
+
 	if ((ret = state_put_u32(fdt, "version", KVM_STATE_VERSION)) ||
-	    (ret = state_put_bytes(fdt, "regs", &regs, sizeof(regs))) ||
-	    (ret = save_sregs(vcpu_fd, f->sregs2, fdt)) ||
-	    (ret = state_put_bytes(fdt, "xcrs", &xcrs, sizeof(xcrs))) ||
-	    (ret = save_xsave(vcpu_fd, f->xsave2, fdt)) ||
-	    (ret = state_put_bytes(fdt, "lapic", &lapic, sizeof(lapic))) ||
-	    (ret = state_put_bytes(fdt, "events", &events, sizeof(events))) ||
-	    (ret = state_put_u32(fdt, "mp-state", mp.mp_state)) ||
-	    (ret = state_put_bytes(fdt, "debugregs", &dbg, sizeof(dbg))) ||
+	    (ret = state_put_bytes(fdt, "regs", &c->regs, sizeof(c->regs))) ||
+	    (ret = f->sregs2 ? state_put_bytes(fdt, "sregs2", &c->sregs2, sizeof(c->sregs2))
+			     : state_put_bytes(fdt, "sregs", &c->sregs, sizeof(c->sregs))) ||
+	    (ret = state_put_bytes(fdt, "xcrs", &c->xcrs, sizeof(c->xcrs))) ||
+	    (ret = state_put_u32(fdt, "xsave-size", (uint32_t)c->xsave_size)) ||
+	    (ret = state_put_bytes(fdt, "xsave", c->xsave, c->xsave_size)) ||
+	    (ret = state_put_bytes(fdt, "lapic", &c->lapic, sizeof(c->lapic))) ||
+	    (ret = state_put_bytes(fdt, "events", &c->events, sizeof(c->events))) ||
+	    (ret = state_put_u32(fdt, "mp-state", c->mp.mp_state)) ||
+	    (ret = state_put_bytes(fdt, "debugregs", &c->dbg, sizeof(c->dbg))) ||
 	    (ret = state_put_u32(fdt, "nr-cpuid", f->cpuid->nent)) ||
 	    (ret = state_put_bytes(fdt, "cpuid", f->cpuid->entries,
 				   f->cpuid->nent * sizeof(f->cpuid->entries[0]))) ||
-	    (ret = state_put_u32(fdt, "tsc-khz", (uint32_t)f->tsc_khz)))
-		goto out;
-	/* The TSC is read with the MSRs: take the wall clock right after. */
-	ret = save_msrs(vcpu_fd, f->msrs, fdt);
-	now = realtime_ns();
+	    (ret = state_put_u32(fdt, "tsc-khz", (uint32_t)f->tsc_khz)) ||
+	    (ret = state_put_u32(fdt, "nr-msrs", c->nr_msrs)) ||
+	    (ret = state_put_bytes(fdt, "msrs", c->msrs, c->nr_msrs * sizeof(c->msrs[0]))))
+		return ret;
+	return state_put_u64(fdt, "realtime-ns", c->realtime_ns);
+}
+
+int kvm_vcpu_state_save(int vcpu_fd, int kvm_fd, struct kvm_vcpu_facts *facts, void *fdt)
+{
+	struct kvm_vcpu_facts once = {0}, *f = facts ? facts : &once;
+	struct kvm_vcpu_capture c = {0};
+	int ret = kvm_vcpu_state_capture(vcpu_fd, kvm_fd, f, &c);
+
 	if (!ret)
-		ret = state_put_u64(fdt, "realtime-ns", now);
-out:
+		ret = kvm_vcpu_state_put(&c, f, fdt);
+	kvm_vcpu_capture_free(&c);
 	if (f == &once)
 		kvm_vcpu_facts_forget(&once);
 	return ret;

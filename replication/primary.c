@@ -36,6 +36,8 @@
 #define SYNC_DONE_PAGES	  2048 /* few enough dirty pages to take the first checkpoint */
 #define STAGING_MAX_PAGES (256u << 20) / 4096 /* beyond this an epoch is sent while paused */
 #define PAUSE_HISTORY	  512
+/* Copy the guest's dirty pages this long before each pause (at most a quarter epoch). */
+#define COPY_AHEAD_NS 2000000ULL
 
 struct replication {
 	struct vm *vm;
@@ -56,7 +58,7 @@ struct replication {
 	uint32_t pause_us[PAUSE_HISTORY]; /* as the guest saw them (vm_last_pause_ns) */
 	unsigned nr_pause;
 	uint64_t pauses_seen;
-	uint64_t last_pages;
+	uint64_t last_pages, last_ahead;
 	/* Where the pauses went: sums of each part over nr_parts pauses (ns). */
 	uint64_t part_ns[REPL_PAUSE_PARTS], nr_parts;
 	char note[128];
@@ -71,7 +73,11 @@ struct replication {
 	bool hb_started;
 	struct stream_stats st;
 	struct dirty_log dl;
-	uint64_t *dirty;
+	uint64_t *dirty;  /* the epoch's pages (bitmap) */
+	uint64_t *late;	  /* at the pause: pages written since the copy ahead */
+	size_t ahead;	  /* e.pages[0, ahead) were copied ahead of the pause */
+	size_t *copy_pos; /* the pause's copy: positions in e.pages to fill */
+	size_t copy_pos_room;
 	struct epoch e;
 	struct repl_disk disk; /* the disk writes of the epoch in progress */
 };
@@ -408,7 +414,9 @@ static void take_pause(struct replication *r)
 struct page_copy {
 	struct page_list *list;
 	const uint8_t *ram;
-	size_t next; /* __atomic: the first page no copier has taken */
+	const size_t *pos; /* the list positions to fill */
+	size_t n;
+	size_t next; /* __atomic: the first job no copier has taken */
 };
 #define COPY_CHUNK 32
 
@@ -417,29 +425,108 @@ static void copy_pages(void *arg)
 	struct page_copy *c = arg;
 	size_t i;
 
-	while ((i = __atomic_fetch_add(&c->next, COPY_CHUNK, __ATOMIC_RELAXED)) < c->list->n) {
-		size_t end = i + COPY_CHUNK < c->list->n ? i + COPY_CHUNK : c->list->n;
+	while ((i = __atomic_fetch_add(&c->next, COPY_CHUNK, __ATOMIC_RELAXED)) < c->n) {
+		size_t end = i + COPY_CHUNK < c->n ? i + COPY_CHUNK : c->n;
 
-		for (; i < end; i++)
-			memcpy(c->list->data + i * GUEST_PAGE_SIZE,
-			       c->ram + c->list->index[i] * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+		for (; i < end; i++) {
+			size_t p = c->pos[i];
+
+			memcpy(c->list->data + p * GUEST_PAGE_SIZE,
+			       c->ram + c->list->index[p] * GUEST_PAGE_SIZE, GUEST_PAGE_SIZE);
+		}
 	}
 }
 
-/* Stage the pages of r->dirty (count of them) in the epoch: 0, -ENOSPC (over the cap), -ENOMEM. */
-static int stage_pages(struct replication *r, uint64_t words, uint64_t count)
+static uint64_t bitmap_count(const uint64_t *bits, uint64_t words)
+{
+	uint64_t n = 0;
+
+	for (uint64_t w = 0; w < words; w++)
+		n += (uint64_t)__builtin_popcountll(bits[w]);
+	return n;
+}
+
+/*
+ * Shortly before the pause, the guest running: take the guest's dirty pages
+ * so far (KVM's log, which re-protects them) and copy them into the staging
+ * list, so that the pause copies only the pages written after this (and the
+ * VMM's own writes, whose marks can trail them).  A page the guest writes
+ * during the copy comes out torn here, but it is in the pause's collect,
+ * which copies it again.  Pages beyond the staging cap are left to the
+ * pause (which then sends from RAM).  0 or -errno.
+ */
+static int copy_ahead(struct replication *r)
+{
+	struct page_list *list = &r->e.pages;
+	const uint8_t *ram = r->vm->mem.host_base;
+	uint64_t words = dirty_log_words(&r->vm->mem), total;
+	int64_t n = dirty_log_collect_guest(&r->dl, r->dirty);
+	size_t k = 0;
+	int ret;
+
+	if (n < 0)
+		return (int)n;
+	total = bitmap_count(r->dirty, words); /* with what the sync left for this epoch */
+	ret = page_list_resize(list, (size_t)total);
+	if (ret)
+		return ret == -ENOSPC ? 0 : ret;
+	for (uint64_t w = 0; w < words; w++)
+		for (uint64_t bits = r->dirty[w]; bits; bits &= bits - 1)
+			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
+	for (size_t i = 0; i < k; i++)
+		memcpy(list->data + i * GUEST_PAGE_SIZE, ram + list->index[i] * GUEST_PAGE_SIZE,
+		       GUEST_PAGE_SIZE);
+	r->ahead = k;
+	return 0;
+}
+
+/*
+ * At the pause: r->late holds the pages written since the copy ahead (late
+ * of them).  Copy again those already staged, append the others, all
+ * copies shared with the parked vCPU threads; then r->dirty holds every page
+ * of the epoch.  0, -ENOSPC (over the cap: the caller sends from RAM, by
+ * r->dirty), -ENOMEM.
+ */
+static int stage_pages(struct replication *r, uint64_t words, uint64_t late)
 {
 	struct page_list *list = &r->e.pages;
 	struct page_copy c = {.list = list, .ram = r->vm->mem.host_base};
-	size_t k = 0;
-	int ret = page_list_resize(list, (size_t)count);
+	size_t ahead = r->ahead, k = ahead, npos = 0;
+	int ret = 0;
 
+	if (r->copy_pos_room < ahead + late) {
+		size_t *pos = realloc(r->copy_pos, (ahead + late) * sizeof(*pos));
+
+		if (!pos)
+			ret = -ENOMEM;
+		else {
+			r->copy_pos = pos;
+			r->copy_pos_room = ahead + late;
+		}
+	}
+	for (size_t i = 0; !ret && i < ahead; i++) {
+		uint64_t page = list->index[i], mask = 1ULL << (page % 64);
+
+		if (r->late[page / 64] & mask) {
+			r->late[page / 64] &= ~mask; /* staged already: copy it again */
+			r->copy_pos[npos++] = i;
+			late--;
+		}
+	}
+	if (!ret)
+		ret = page_list_resize(list, ahead + (size_t)late);
+	for (uint64_t w = 0; !ret && w < words; w++)
+		for (uint64_t bits = r->late[w]; bits; bits &= bits - 1) {
+			r->copy_pos[npos++] = k;
+			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
+		}
+	for (uint64_t w = 0; w < words; w++)
+		r->dirty[w] |= r->late[w];
+	memset(r->late, 0, words * sizeof(uint64_t));
 	if (ret)
 		return ret;
-	for (uint64_t w = 0; w < words && k < count; w++)
-		for (uint64_t bits = r->dirty[w]; bits && k < count; bits &= bits - 1)
-			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
-	list->n = k;
+	c.pos = r->copy_pos;
+	c.n = npos;
 	vm_pause_share_work(r->vm, copy_pages, &c);
 	return 0;
 }
@@ -467,21 +554,22 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 	/* still: the VM has stopped (vCPUs joined, loop ended): nothing to pause. */
 	if (!still && vm_pause_with_loop(vm))
 		return -ECANCELED;
+	vm_state_capture_start(vm); /* the vCPUs read their registers while we copy */
 	vm_state_quiesce(vm);
 	t[1] = mono_ns();
-	epoch_clear(&r->e);
 	r->e.seq = seq;
 	/* No disk completion may reach RAM between the page capture and the state save. */
 	pthread_mutex_lock(&r->disk.release_lock);
-	n = dirty_log_collect(&r->dl, r->dirty);
+	n = dirty_log_collect(&r->dl, r->late);
 	if (n < 0)
 		ret = (int)n;
 	t[2] = mono_ns();
 	if (!ret) {
-		pages = (uint64_t)n;
-		ret = stage_pages(r, words, pages);
+		ret = stage_pages(r, words, (uint64_t)n);
+		pages = r->e.pages.n;
 		if (ret == -ENOSPC) {
 			direct = true; /* too many for staging: sent from RAM below */
+			pages = bitmap_count(r->dirty, words);
 			ret = 0;
 		}
 	}
@@ -521,12 +609,14 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 	pthread_mutex_lock(&r->lock);
 	r->epoch = seq;
 	r->last_pages = pages;
+	r->last_ahead = r->ahead;
 	if (!direct) { /* a direct epoch's pause is the send's */
 		for (int i = 0; i < REPL_PAUSE_PARTS; i++)
 			r->part_ns[i] += t[i + 1] - t[i];
 		r->nr_parts++;
 	}
 	pthread_mutex_unlock(&r->lock);
+	vm_state_capture_end(vm); /* if vm_state_save was not reached */
 	vm_state_unquiesce(vm);
 	if (!still) {
 		event_loop_unpark(&vm->loop);
@@ -538,6 +628,8 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 		r->last_send_ns = mono_ns();
 		pthread_mutex_unlock(&r->send_lock);
 	}
+	epoch_clear(&r->e); /* the next epoch's copy ahead starts from empty */
+	r->ahead = 0;
 	if (!ret) {
 		pthread_mutex_lock(&r->lock);
 		r->epochs++;
@@ -608,6 +700,14 @@ static void *replication_thread(void *arg)
 	pthread_mutex_lock(&r->lock);
 	r->sock = ret;
 	pthread_mutex_unlock(&r->lock);
+	/*
+	 * If this process dies with a RELEASE still queued here (waiting for the
+	 * wire, its output not yet out), the kernel must not deliver it after
+	 * us: the standby would resume past output nobody saw.
+	 */
+	ret = tcp_abort_on_close(r->sock, true);
+	if (ret)
+		pr_warn("replication: SO_LINGER: %s", strerror(-ret));
 	tcp_set_timeouts(r->sock, REPL_SYNC_TIMEOUT_MS, REPL_SYNC_TIMEOUT_MS);
 	pr_info("replication to %s: syncing", r->p.peer);
 	ret = sync_standby(r);
@@ -629,7 +729,13 @@ static void *replication_thread(void *arg)
 	pthread_mutex_unlock(&r->lock);
 	next = mono_ns();
 	while (!ret) {
-		ret = wait_next(r, next, seq + 1);
+		uint64_t lead = epoch_ns / 4 < COPY_AHEAD_NS ? epoch_ns / 4 : COPY_AHEAD_NS;
+
+		ret = wait_next(r, next - lead, seq + 1);
+		if (!ret)
+			ret = copy_ahead(r);
+		if (!ret)
+			ret = wait_next(r, next, seq + 1);
 		if (ret)
 			break;
 		/* Keep the cadence: a late wake-up does not stretch every later epoch. */
@@ -667,20 +773,30 @@ int replicate_start(struct vm *vm, const struct repl_params *p)
 		r->session = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
 	set_note(r, "syncing the standby");
 	r->dirty = calloc(dirty_log_words(&vm->mem), sizeof(uint64_t));
-	ret = r->dirty ? repl_disk_init(&r->disk, vm) : -ENOMEM;
+	r->late = calloc(dirty_log_words(&vm->mem), sizeof(uint64_t));
+	ret = r->dirty && r->late ? repl_disk_init(&r->disk, vm) : -ENOMEM;
 	if (ret) {
 		free(r->dirty);
+		free(r->late);
 		free(r);
 		return ret;
 	}
 	/* Output goes through the buffer from now on (transparent until the first checkpoint). */
 	vm_output_buffered(vm);
 	vm->repl = r;
+	char host[256], port[32];
+	if (tcp_parse_addr(p->peer, host, sizeof(host), port, sizeof(port))) {
+		/* Said at once, not when the thread gets to it (a short guest may be gone). */
+		pr_err("'%s' is not HOST:PORT", p->peer);
+		lose_standby(r, "bad standby address");
+		return 0;
+	}
 	ret = pthread_create(&r->thread, NULL, replication_thread, r);
 	if (ret) {
 		vm->repl = NULL;
 		repl_disk_destroy(&r->disk);
 		free(r->dirty);
+		free(r->late);
 		free(r);
 		return -ret;
 	}
@@ -737,6 +853,7 @@ void replicate_get_status(struct vm *vm, struct repl_status *s)
 		if (r->pause_us[i] > s->pause_max_us)
 			s->pause_max_us = r->pause_us[i];
 	s->last_pages = r->last_pages;
+	s->last_ahead = r->last_ahead;
 	for (int i = 0; i < REPL_PAUSE_PARTS && r->nr_parts; i++)
 		s->pause_part_us[i] = r->part_ns[i] / r->nr_parts / 1000;
 	snprintf(s->peer, sizeof(s->peer), "%s", r->p.peer);
@@ -871,10 +988,15 @@ void replicate_stop(struct vm *vm)
 		output_buffer_unhold(&vm->out);
 	dirty_log_stop(&r->dl);
 	repl_disk_destroy(&r->disk);
-	if (r->sock >= 0)
+	if (r->sock >= 0) {
+		/* An orderly end: every RELEASE sent had its output let out; send the rest. */
+		tcp_abort_on_close(r->sock, false);
 		close(r->sock);
+	}
 	epoch_free(&r->e);
 	free(r->dirty);
+	free(r->late);
+	free(r->copy_pos);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->send_lock);

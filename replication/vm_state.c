@@ -10,6 +10,7 @@
 
 #include "kvm_state.h"
 #include "log.h"
+#include "mono_time.h"
 #include "state.h"
 #include "vcpu.h"
 #include "virtio_blk.h"
@@ -322,11 +323,47 @@ static int save_kvm(void *opaque, void *fdt)
 	return kvm_vm_state_save(vm->vm_fd, fdt);
 }
 
+void vm_state_capture_start(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++)
+		__atomic_store_n(&vm->vcpus[i].capture_state, VCPU_CAPTURE_WANTED,
+				 __ATOMIC_RELEASE);
+}
+
+/* Wait for vcpu's capture if one is running; true if one is there (DONE). */
+static bool capture_settle(struct vcpu *vcpu)
+{
+	unsigned st;
+
+	while ((st = __atomic_load_n(&vcpu->capture_state, __ATOMIC_ACQUIRE)) == VCPU_CAPTURE_BUSY)
+		mono_relax(); /* its thread may need this CPU to finish */
+	return st == VCPU_CAPTURE_DONE;
+}
+
+void vm_state_capture_end(struct vm *vm)
+{
+	for (unsigned i = 0; i < vm->ncpus; i++) {
+		struct vcpu *vcpu = &vm->vcpus[i];
+		unsigned wanted = VCPU_CAPTURE_WANTED;
+
+		/* Not begun: nobody may begin it now.  Running: wait. */
+		if (!__atomic_compare_exchange_n(&vcpu->capture_state, &wanted, VCPU_CAPTURE_IDLE,
+						 false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+			capture_settle(vcpu);
+		__atomic_store_n(&vcpu->capture_state, VCPU_CAPTURE_IDLE, __ATOMIC_RELEASE);
+	}
+}
+
 static int save_vcpu(void *opaque, void *fdt)
 {
 	struct vcpu *vcpu = opaque;
 
-	return kvm_vcpu_state_save(vcpu->fd, vcpu->vm->kvm_fd, &vcpu->facts, fdt);
+	vcpu_capture_claim(vcpu);  /* its own thread has not taken it up: read it here */
+	if (!capture_settle(vcpu)) /* no capture asked for */
+		return kvm_vcpu_state_save(vcpu->fd, vcpu->vm->kvm_fd, &vcpu->facts, fdt);
+	/* Stays DONE until vm_state_save ends: a tree that grows is filled again from it. */
+	return vcpu->capture_ret ? vcpu->capture_ret
+				 : kvm_vcpu_state_put(&vcpu->capture, &vcpu->facts, fdt);
 }
 
 /* Typed adapters for the device save/load functions (no calls through cast pointers). */
@@ -379,6 +416,7 @@ int vm_state_save(struct vm *vm, void **tree, size_t *len)
 {
 	int ret = build_tree(vm, fill_state, tree, len);
 
+	vm_state_capture_end(vm);
 	if (ret)
 		pr_err("saving the VM state: %s", strerror(-ret));
 	return ret;

@@ -81,15 +81,15 @@ static void cmd_status(struct control *c, int fd)
 			    fd,
 			    "replication: epoch %llu, acknowledged %llu, lag %llu epochs, %llu MiB "
 			    "sent, pause p50 %llu us p99 %llu us max %llu us, last epoch %llu "
-			    "pages, "
-			    "output held %llu bytes (longest %llu us)",
+			    "pages (%llu copied ahead), output held %llu bytes (longest %llu us)",
 			    (unsigned long long)rs.epoch, (unsigned long long)rs.acked,
 			    (unsigned long long)(rs.epoch - rs.acked),
 			    (unsigned long long)(rs.bytes >> 20),
 			    (unsigned long long)rs.pause_p50_us,
 			    (unsigned long long)rs.pause_p99_us,
 			    (unsigned long long)rs.pause_max_us, (unsigned long long)rs.last_pages,
-			    (unsigned long long)rs.held_bytes, (unsigned long long)rs.hold_max_us);
+			    (unsigned long long)rs.last_ahead, (unsigned long long)rs.held_bytes,
+			    (unsigned long long)rs.hold_max_us);
 		control_reply(fd,
 			      "replication-pause-mean-us: stop %llu, dirty log %llu, copy %llu, "
 			      "state %llu",

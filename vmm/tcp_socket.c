@@ -175,3 +175,10 @@ int tcp_set_timeouts(int fd, int recv_ms, int send_ms)
 		return -errno;
 	return 0;
 }
+
+int tcp_abort_on_close(int fd, bool on)
+{
+	struct linger l = {.l_onoff = on ? 1 : 0, .l_linger = 0};
+
+	return setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l)) < 0 ? -errno : 0;
+}

@@ -287,13 +287,30 @@ static void help_with_pause_work(struct vm *vm, unsigned *seen)
 	__atomic_sub_fetch(&vm->park_work_busy, 1, __ATOMIC_SEQ_CST);
 }
 
-static void poll_for_resume(struct vm *vm)
+bool vcpu_capture_claim(struct vcpu *vcpu)
 {
+	unsigned wanted = VCPU_CAPTURE_WANTED;
+
+	if (__atomic_load_n(&vcpu->capture_state, __ATOMIC_ACQUIRE) != VCPU_CAPTURE_WANTED ||
+	    !__atomic_compare_exchange_n(&vcpu->capture_state, &wanted, VCPU_CAPTURE_BUSY, false,
+					 __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return false;
+	vcpu->capture_ret =
+	    kvm_vcpu_state_capture(vcpu->fd, vcpu->vm->kvm_fd, &vcpu->facts, &vcpu->capture);
+	__atomic_store_n(&vcpu->capture_state, VCPU_CAPTURE_DONE, __ATOMIC_RELEASE);
+	return true;
+}
+
+/* Parked: read our own state if a checkpoint asks, help with its work, until the resume. */
+static void poll_for_resume(struct vcpu *vcpu)
+{
+	struct vm *vm = vcpu->vm;
 	uint64_t until = mono_ns() + PARK_POLL_NS;
 	unsigned seen = __atomic_load_n(&vm->park_work_gen, __ATOMIC_SEQ_CST);
 
 	while (__atomic_load_n(&vm->pause_requested, __ATOMIC_ACQUIRE) &&
 	       !__atomic_load_n(&vm->stopping, __ATOMIC_ACQUIRE) && mono_ns() < until) {
+		vcpu_capture_claim(vcpu);
 		help_with_pause_work(vm, &seen);
 		mono_relax();
 	}
@@ -329,7 +346,7 @@ static bool check_pause_and_stop(struct vcpu *vcpu)
 		__atomic_add_fetch(&vm->nr_parked, 1, __ATOMIC_RELEASE); /* vm_pause polls it */
 		pthread_cond_broadcast(&vm->cond);
 		pthread_mutex_unlock(&vm->lock);
-		poll_for_resume(vm);
+		poll_for_resume(vcpu);
 		pthread_mutex_lock(&vm->lock);
 		while (vm->pause_requested && !vm->stopping)
 			pthread_cond_wait(&vm->cond, &vm->lock);
@@ -420,4 +437,5 @@ void vcpu_destroy(struct vcpu *vcpu)
 	vcpu->run = NULL;
 	vcpu->fd = -1;
 	kvm_vcpu_facts_forget(&vcpu->facts);
+	kvm_vcpu_capture_free(&vcpu->capture);
 }

@@ -16,8 +16,11 @@
      interval, against the median of an unreplicated run of the same guest
      in the same benchmark run (same measured interval);
    - output held: the status's "longest" (over the VM's life).
-2. Pause target: a 1 GiB guest dirtying 50 pages/ms at 20 ms epochs
-   (about 1,000 pages an epoch), same measurement.
+2. Pause target: a 1 GiB guest asked to dirty 50 pages/ms at 20 and at
+   40 ms epochs, same measurement.  Under dirty logging the guest reaches
+   only ~30 pages/ms on this host (each first write after a clear faults),
+   so 20 ms epochs hold ~600 pages and 40 ms ones the ~1,000 (and more) of
+   the target, which is judged on the 40 ms row and its page count.
 3. Failover: the `counter` guest (interval_ms=5), --epoch-ms 20,
    --failover-timeout-ms 50 on both sides (a silent primary is declared
    dead after the timeout, so it must sit well under the 100 ms target;
@@ -130,15 +133,16 @@ def ctl_status(vmm, sock):
 
 
 REPL_RE = re.compile(r"replication: epoch (\d+), acknowledged (\d+), lag \d+ epochs, (\d+) MiB sent, "
-                     r"pause p50 (\d+) us p99 (\d+) us max (\d+) us, last epoch (\d+) pages, "
-                     r"output held (\d+) bytes \(longest (\d+) us\)")
+                     r"pause p50 (\d+) us p99 (\d+) us max (\d+) us, last epoch (\d+) pages "
+                     r"\((\d+) copied ahead\), output held (\d+) bytes \(longest (\d+) us\)")
 
 
 def parse_status(text):
     m = REPL_RE.search(text)
     if not m:
         return None
-    keys = ("epoch", "acked", "mib", "p50", "p99", "max", "last_pages", "held", "hold_max")
+    keys = ("epoch", "acked", "mib", "p50", "p99", "max", "last_pages", "last_ahead", "held",
+            "hold_max")
     s = dict(zip(keys, (int(x) for x in m.groups())))
     s["protected"] = "protection: protected" in text
     return s
@@ -381,8 +385,9 @@ def main():
             log(f"rate={rate} epoch={e}: {grid[(rate, e)]}")
     # 2. pause target: 1 GiB guest, ~1000 pages an epoch
     big_base = unreplicated_rate(a, "1G", 50, 65536, a.interval)
-    big = measure_epochs(a, work, "1G", 50, 65536, 20)
-    log(f"1G: {big} (unreplicated {big_base})")
+    big20 = measure_epochs(a, work, "1G", 50, 65536, 20)
+    big = measure_epochs(a, work, "1G", 50, 65536, 40)
+    log(f"1G: 20 ms {big20}, 40 ms {big} (unreplicated {big_base})")
     # 3./4. failover and output latency
     fo = {"kill": [], "stop": []}
     setup_fail = {"kill": [], "stop": []}
@@ -427,10 +432,12 @@ def main():
     for rate in rates:
         for e in epochs:
             out.append(row(rate, e, grid[(rate, e)], base[rate]))
-    out.append("## pause target: 1 GiB guest, dirty 50 pages/ms over 65536 pages, 20 ms epochs")
+    out.append("## pause target: 1 GiB guest, asked for 50 pages/ms over 65536 pages, 20 and 40 ms epochs")
     out.append(hdr)
-    out.append(row(50, 20, big, big_base))
-    losses = [(k, r["lost"]) for k, r in list(grid.items()) + [((50, 20), big)] if r.get("lost")]
+    out.append(row(50, 20, big20, big_base))
+    out.append(row(50, 40, big, big_base))
+    losses = [(k, r["lost"]) for k, r in list(grid.items()) + [((50, 20), big20), ((50, 40), big)]
+              if r.get("lost")]
     for (rate, e), lost in losses:
         out.append(f"note: dirty {rate} epoch {e}: {len(lost)} run(s) lost protection and were redone: "
                    f"{lost[0][:200]}")
@@ -474,7 +481,9 @@ def main():
         out.append(f"pause p99 < 1 ms for ~1000 dirty pages of a 1 GiB guest: p99 {big['p99']} us at "
                    f"{big['last_pages']} pages in the last epoch"
                    f"{'' if big['full_window'] else ' (window holds warm-up)'}"
-                   f"{f', p50 {per_page:.2f} us/page' if per_page else ''} -> {verdict(big['p99'] < 1000)}")
+                   f"{f', p50 {per_page:.2f} us/page' if per_page else ''} (40 ms epochs) -> "
+                   f"{verdict(big['p99'] < 1000 and big['last_pages'] >= 900)}"
+                   f"{'' if big['last_pages'] >= 900 else ' (fewer pages than the target asks)'}")
     g = grid.get((10, 20))
     if g and g.get("rate") and base.get(10):
         rel = g["rate"] / base[10]

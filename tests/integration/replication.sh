@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# Replication on host KVM with the bare-metal guests: a primary and a
-# standby on loopback, the primary killed with SIGKILL at random moments.
-# Every trial checks what the outside world saw: the console sequence
-# (primary's output, then the standby's) has no gap and no repeat, and a
-# disk log guest's acknowledged blocks are all on the standby's disk.  Then
-# kills aimed at phases: during the first sync, an epoch send, an apply.
+# Replication on host KVM with the bare-metal guests, the primary killed
+# with SIGKILL at random moments.  The counter trials run on "hosts" made of
+# network namespaces (tests/integration/hosts.sh): the primary on host A, the
+# standby on host B, each with a tap on a bridge towards a client's bridge;
+# the guest prints each number on its console and sends it as a frame, and
+# the client records the frames it sees.  Every trial checks what the outside
+# world saw: the console sequence (primary's output, then the standby's) and
+# the client's frame sequence have no gap and no repeat; after a takeover the
+# client heard the guest's MAC announced and its bridge reaches the guest
+# through host B.  A disk log guest's acknowledged blocks are all on the
+# standby's disk.  Then kills aimed at phases (the first sync, an epoch send,
+# an apply), on loopback.
 #   REPL_TRIALS        counter failover trials (default 20; make soak runs hundreds)
 #   REPL_SYNC_TRIALS   kills during the first sync (default 3)
 #   REPL_PHASE_TRIALS  most kills of a dirtying guest, to hit sends and applies (default 16)
@@ -14,6 +20,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
+. tests/integration/hosts.sh
 
 VMM=${VMM:-build/vmm-asan}
 IMG=images/out
@@ -24,7 +31,7 @@ TIMEOUT=${REPL_TIMEOUT_MS:-1000}
 WORK=$(mktemp -d /tmp/vmm-repl.XXXXXX)
 PORT=$((20000 + ($$ % 500) * 20))
 pids=()
-trap 'kill -9 "${pids[@]}" 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill -9 "${pids[@]}" 2>/dev/null; hosts_destroy; rm -rf "$WORK"' EXIT
 
 if [ ! -c /dev/kvm ]; then
 	fail "kvm-available" "/dev/kvm is missing: the replication suite must run"
@@ -60,13 +67,45 @@ start_pair() {
 	pids+=("$spid" "$ppid")
 }
 
-# --- counter: kill -9 the primary at random moments ----------------------------------
+# --- counter on two hosts and a client: kill -9 the primary at random moments ------------
+if ! { hosts_make "$(printf '%04x' $(($$ % 65536)))" && hosts_add_lan; }; then
+	fail "network namespaces" "cannot make hosts A, B and the client (root and iproute2 needed)"
+	summary replication
+	exit 1
+fi
+MAC=52:54:00:12:34:56
+# start_hosts NAME GUEST_ARGS...: standby on B, primary on A, the client listening; sets spid,
+# ppid, cpid
+start_hosts() {
+	local name=$1
+	shift
+	next_port
+	rm -f "$WORK/$name.ready"
+	ip netns exec $NSC python3 tests/integration/net_seq.py brc$HOSTS_TAG "$WORK/$name.net" \
+		"$WORK/$name.ready" &
+	cpid=$!
+	pids+=("$cpid")
+	wait_for_file "$WORK/$name.ready" 10
+	# ip netns exec, not a shell function: $! must be the VMM itself, for kill -9
+	ip netns exec $NSB "$VMM" standby --listen 10.77.0.2:$PORT --failover-timeout-ms $TIMEOUT -v \
+		--net tap=tpb$HOSTS_TAG </dev/null >"$WORK/$name.sb" 2>"$WORK/$name.sb.err" &
+	spid=$!
+	ip netns exec $NSA "$VMM" run --replicate-to 10.77.0.2:$PORT --epoch-ms 10 --failover-timeout-ms $TIMEOUT -v \
+		--net tap=tpa$HOSTS_TAG,mac=$MAC "$@" </dev/null >"$WORK/$name.pr" 2>"$WORK/$name.pr.err" &
+	ppid=$!
+	pids+=("$spid" "$ppid")
+}
+wait_for_file() { # FILE SECONDS
+	local i
+	for i in $(seq $(($2 * 20))); do [ -e "$1" ] && return 0; sleep 0.05; done
+	return 1
+}
 PATTERN='counter: [0-9]+'
 COUNT=700
 ok=0 early=0
 failed_trials=""
 for t in $(seq "$TRIALS"); do
-	start_pair "c$t" -- --kernel $IMG/counter.elf --cmdline "interval_ms=3 count=$COUNT"
+	start_hosts "c$t" --kernel $IMG/counter.elf --cmdline "interval_ms=3 count=$COUNT net=1"
 	# Mostly after protection, sometimes while the first sync may still run.
 	delay_ms=$(( (RANDOM % 10) == 0 ? RANDOM % 60 : 300 + RANDOM % 1000 ))
 	sleep "$(printf '0.%03d' "$delay_ms")"
@@ -77,20 +116,28 @@ for t in $(seq "$TRIALS"); do
 	kill -9 $spid 2>/dev/null
 	wait $spid
 	src=$?
+	sleep 0.1 # the last frames cross the bridges
+	port=$(lan_port_of $MAC)
+	kill $cpid
+	wait $cpid 2>/dev/null
 	seq_of "$WORK/c$t.pr" "$WORK/c$t.sb" >"$WORK/c$t.seq"
-	if [ $src -eq 0 ] && contiguous "$WORK/c$t.seq" $COUNT && grep -q "took over" "$WORK/c$t.sb.err"; then
+	grep -x '[0-9]*' "$WORK/c$t.net" >"$WORK/c$t.netseq"
+	if [ $src -eq 0 ] && contiguous "$WORK/c$t.seq" $COUNT && grep -q "took over" "$WORK/c$t.sb.err" &&
+		contiguous "$WORK/c$t.netseq" $COUNT && grep -qx "announce $MAC" "$WORK/c$t.net" &&
+		[ "$port" = cb$HOSTS_TAG ]; then
 		ok=$((ok + 1))
 	elif { { [ $src -eq 1 ] && grep -qE "before the first checkpoint|ends early" "$WORK/c$t.sb.err"; } ||
 		{ [ $src -eq 137 ] && ! grep -q "syncing" "$WORK/c$t.sb.err"; }; } &&
-		[ ! -s "$WORK/c$t.sb" ] && contiguous "$WORK/c$t.seq" "$(wc -l <"$WORK/c$t.seq")"; then
+		[ ! -s "$WORK/c$t.sb" ] && contiguous "$WORK/c$t.seq" "$(wc -l <"$WORK/c$t.seq")" &&
+		contiguous "$WORK/c$t.netseq" "$(wc -l <"$WORK/c$t.netseq")"; then
 		early=$((early + 1)) # killed before protection: nothing to resume, nothing wrong shown
 	else
-		failed_trials+=" $t(kill@${delay_ms}ms,standby=$src,lines=$(wc -l <"$WORK/c$t.seq"))"
+		failed_trials+=" $t(kill@${delay_ms}ms,standby=$src,lines=$(wc -l <"$WORK/c$t.seq"),frames=$(wc -l <"$WORK/c$t.netseq"),announced=$(grep -c announce "$WORK/c$t.net"),port=$port)"
 		cp "$WORK/c$t."* /tmp/ 2>/dev/null
 	fi
 done
 if [ -z "$failed_trials" ]; then
-	pass "counter, primary killed at random moments: $ok/$TRIALS took over with the sequence 0..$((COUNT - 1)) whole (no gap, no repeat), $early killed before the first checkpoint"
+	pass "counter on hosts A and B, primary killed at random moments: $ok/$TRIALS took over with the console and the client's frames both 0..$((COUNT - 1)) whole (no gap, no repeat), the MAC announced and the client's bridge moved to host B; $early killed before the first checkpoint"
 else
 	fail "counter failover trials" "failed:$failed_trials (files copied to /tmp/c<trial>.*)"
 fi

@@ -18,20 +18,19 @@
 set -u
 cd "$(dirname "$0")/../.."
 . tests/lib.sh
+. tests/integration/hosts.sh
 
 VMM=${VMM:-build/vmm-asan}
 VMM=$(realpath "$VMM")
 IMG=$(realpath images/out)
 WORK=$(mktemp -d /tmp/vmm-split.XXXXXX)
 TAG=$(printf '%04x' $(($$ % 65536)))
-NSA=vmmA$TAG NSB=vmmB$TAG
 etcd_pid=
 pids=()
 cleanup() {
 	kill -9 "${pids[@]}" 2>/dev/null
 	[ -n "$etcd_pid" ] && kill -9 "$etcd_pid" 2>/dev/null
-	ip netns del $NSA 2>/dev/null
-	ip netns del $NSB 2>/dev/null
+	hosts_destroy
 	ip link del ea$TAG 2>/dev/null
 	ip link del eb$TAG 2>/dev/null
 	rm -rf "$WORK"
@@ -48,15 +47,7 @@ if [ ! -c /dev/kvm ]; then
 fi
 
 # --- the hosts ---------------------------------------------------------------------------
-ip netns add $NSA && ip netns add $NSB || { fail "netns" "cannot create namespaces (root needed)"; summary splitbrain; exit 1; }
-ip -n $NSA link set lo up
-ip -n $NSB link set lo up
-# Replication link A <-> B.
-ip link add ra$TAG netns $NSA type veth peer name rb$TAG netns $NSB
-ip -n $NSA addr add 10.77.0.1/24 dev ra$TAG
-ip -n $NSB addr add 10.77.0.2/24 dev rb$TAG
-ip -n $NSA link set ra$TAG up
-ip -n $NSB link set rb$TAG up
+hosts_make $TAG || { fail "netns" "cannot create namespaces (root needed)"; summary splitbrain; exit 1; }
 # Links to the witness in the root namespace.
 ip link add ea$TAG type veth peer name xa$TAG netns $NSA
 ip link add eb$TAG type veth peer name xb$TAG netns $NSB
@@ -85,8 +76,6 @@ done
 WA="--witness etcd=http://10.78.1.1:$port --witness-ttl-ms 2000"
 WB="--witness etcd=http://10.78.2.1:$port --witness-ttl-ms 2000"
 
-inA() { ip netns exec $NSA "$@"; }
-inB() { ip netns exec $NSB "$@"; }
 seq_of() { cat "$@" | grep -aoE 'counter: [0-9]+' | awk '{print $2}'; }
 wait_for() { # FILE REGEX SECONDS
 	for _ in $(seq $(($3 * 20))); do grep -qaE "$2" "$1" 2>/dev/null && return 0; sleep 0.05; done
@@ -97,10 +86,11 @@ wait_for() { # FILE REGEX SECONDS
 pair() {
 	local name=$1 count=$2
 	rport=$((rport + 1))
-	inB "$VMM" standby --listen 10.77.0.2:$rport --failover-timeout-ms 800 -v $4 \
+	# ip netns exec, not a shell function: $! must be the VMM itself, for kill -9
+	ip netns exec $NSB "$VMM" standby --listen 10.77.0.2:$rport --failover-timeout-ms 800 -v $4 \
 		</dev/null >"$WORK/$name.sb" 2>"$WORK/$name.sb.err" &
 	spid=$!
-	inA "$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=$count" \
+	ip netns exec $NSA "$VMM" run --kernel $IMG/counter.elf --cmdline "interval_ms=5 count=$count" \
 		--replicate-to 10.77.0.2:$rport --epoch-ms 10 --failover-timeout-ms 800 -v $3 \
 		</dev/null >"$WORK/$name.pr" 2>"$WORK/$name.pr.err" &
 	ppid=$!
