@@ -43,6 +43,7 @@ enum stream_section {
 	STREAM_SEC_RELEASE = 10,  /* replication: u64 epoch; the primary lets its output go now */
 	STREAM_SEC_SESSION = 11,  /* replication: u64 id of this primary-standby session */
 	STREAM_SEC_DROPPED = 12, /* replication: the primary gave up on this standby; no takeover */
+	STREAM_SEC_EMITTED = 13, /* replication: u64 epoch; its output is out (after RELEASE) */
 };
 
 #define STREAM_MAX_DISK_LOG (1ULL << 30) /* one epoch's disk writes */

@@ -314,6 +314,9 @@ static void *ack_thread(void *arg)
 							  : "sending failed");
 			return NULL;
 		}
+		/* Its output is out: without this word the standby cannot tell (and says so)
+		 * whether a primary that died just after the RELEASE had let it go. */
+		send_u64_section(r, STREAM_SEC_EMITTED, epoch, NULL);
 		repl_disk_release(&r->disk, epoch);
 		pr_debug("replication: epoch %llu released", (unsigned long long)epoch);
 	}
@@ -452,8 +455,9 @@ static uint64_t bitmap_count(const uint64_t *bits, uint64_t words)
  * list, so that the pause copies only the pages written after this (and the
  * VMM's own writes, whose marks can trail them).  A page the guest writes
  * during the copy comes out torn here, but it is in the pause's collect,
- * which copies it again.  Pages beyond the staging cap are left to the
- * pause (which then sends from RAM).  0 or -errno.
+ * which copies it again.  r->dirty keeps the pages collected and not staged:
+ * all of them when they would not fit the staging cap (the pause then sends
+ * from RAM), none otherwise.  0 or -errno.
  */
 static int copy_ahead(struct replication *r)
 {
@@ -461,70 +465,76 @@ static int copy_ahead(struct replication *r)
 	const uint8_t *ram = r->vm->mem.host_base;
 	uint64_t words = dirty_log_words(&r->vm->mem), total;
 	int64_t n = dirty_log_collect_guest(&r->dl, r->dirty);
-	size_t k = 0;
+	size_t k = r->ahead;
 	int ret;
 
 	if (n < 0)
 		return (int)n;
 	total = bitmap_count(r->dirty, words); /* with what the sync left for this epoch */
-	ret = page_list_resize(list, (size_t)total);
+	ret = page_list_resize(list, r->ahead + (size_t)total);
 	if (ret)
 		return ret == -ENOSPC ? 0 : ret;
 	for (uint64_t w = 0; w < words; w++)
 		for (uint64_t bits = r->dirty[w]; bits; bits &= bits - 1)
 			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
-	for (size_t i = 0; i < k; i++)
+	for (size_t i = r->ahead; i < k; i++)
 		memcpy(list->data + i * GUEST_PAGE_SIZE, ram + list->index[i] * GUEST_PAGE_SIZE,
 		       GUEST_PAGE_SIZE);
+	memset(r->dirty, 0, words * sizeof(uint64_t));
 	r->ahead = k;
 	return 0;
 }
 
 /*
- * At the pause: r->late holds the pages written since the copy ahead (late
- * of them).  Copy again those already staged, append the others, all
- * copies shared with the parked vCPU threads; then r->dirty holds every page
- * of the epoch.  0, -ENOSPC (over the cap: the caller sends from RAM, by
- * r->dirty), -ENOMEM.
+ * At the pause: r->late holds the pages written since the copy ahead,
+ * r->dirty any collected earlier and not staged.  Copy again the
+ * staged pages written since, append the others, all copies shared with the
+ * parked vCPU threads.  0; -ENOSPC over the staging cap, with r->dirty then
+ * holding every page of the epoch (the caller sends them from RAM); -ENOMEM.
  */
-static int stage_pages(struct replication *r, uint64_t words, uint64_t late)
+static int stage_pages(struct replication *r, uint64_t words)
 {
 	struct page_list *list = &r->e.pages;
 	struct page_copy c = {.list = list, .ram = r->vm->mem.host_base};
-	size_t ahead = r->ahead, k = ahead, npos = 0;
-	int ret = 0;
+	size_t ahead = r->ahead, k = ahead, npos = 0, room;
+	uint64_t add = 0;
+	int ret;
 
-	if (r->copy_pos_room < ahead + late) {
-		size_t *pos = realloc(r->copy_pos, (ahead + late) * sizeof(*pos));
+	/* The pages to append: late ones not staged, and any left unstaged before. */
+	for (uint64_t w = 0; w < words; w++) {
+		r->late[w] |= r->dirty[w];
+		r->dirty[w] = 0;
+	}
+	room = ahead + (size_t)bitmap_count(r->late, words); /* hits are among the staged */
+	if (r->copy_pos_room < room) {
+		size_t *pos = realloc(r->copy_pos, room * sizeof(*pos));
 
 		if (!pos)
-			ret = -ENOMEM;
-		else {
-			r->copy_pos = pos;
-			r->copy_pos_room = ahead + late;
-		}
+			return -ENOMEM;
+		r->copy_pos = pos;
+		r->copy_pos_room = room;
 	}
-	for (size_t i = 0; !ret && i < ahead; i++) {
+	for (size_t i = 0; i < ahead; i++) {
 		uint64_t page = list->index[i], mask = 1ULL << (page % 64);
 
+		r->dirty[page / 64] |= mask; /* r->dirty becomes the epoch's whole set */
 		if (r->late[page / 64] & mask) {
 			r->late[page / 64] &= ~mask; /* staged already: copy it again */
 			r->copy_pos[npos++] = i;
-			late--;
 		}
 	}
-	if (!ret)
-		ret = page_list_resize(list, ahead + (size_t)late);
-	for (uint64_t w = 0; !ret && w < words; w++)
-		for (uint64_t bits = r->late[w]; bits; bits &= bits - 1) {
+	add = bitmap_count(r->late, words);
+	ret = page_list_resize(list, ahead + (size_t)add);
+	for (uint64_t w = 0; w < words; w++) {
+		for (uint64_t bits = r->late[w]; !ret && bits; bits &= bits - 1) {
 			r->copy_pos[npos++] = k;
 			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
 		}
-	for (uint64_t w = 0; w < words; w++)
 		r->dirty[w] |= r->late[w];
-	memset(r->late, 0, words * sizeof(uint64_t));
+		r->late[w] = 0;
+	}
 	if (ret)
-		return ret;
+		return ret; /* r->dirty holds them all */
 	c.pos = r->copy_pos;
 	c.n = npos;
 	vm_pause_share_work(r->vm, copy_pages, &c);
@@ -565,7 +575,7 @@ static int checkpoint(struct replication *r, uint64_t seq, bool still)
 		ret = (int)n;
 	t[2] = mono_ns();
 	if (!ret) {
-		ret = stage_pages(r, words, (uint64_t)n);
+		ret = stage_pages(r, words);
 		pages = r->e.pages.n;
 		if (ret == -ENOSPC) {
 			direct = true; /* too many for staging: sent from RAM below */

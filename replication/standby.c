@@ -67,6 +67,7 @@ struct standby {
 	struct epoch staged[STAGED_MAX];
 	unsigned staged_first, nr_staged;
 	uint64_t received; /* last epoch received whole */
+	uint64_t emitted;  /* the primary has confirmed the output up to this epoch gone out */
 	uint64_t session;  /* the primary's name for this pairing (witness) */
 };
 
@@ -307,6 +308,16 @@ static void *rx_thread(void *arg)
 			if (!ret)
 				ret = release_upto(sb, v);
 			break;
+		case STREAM_SEC_EMITTED:
+			ret = epoch_read_u64(sb->sock, len, &v, &sb->st);
+			if (!ret && (v < sb->emitted || v > sb->committed)) {
+				pr_err("standby: output of epoch %llu confirmed (released %llu)",
+				       (unsigned long long)v, (unsigned long long)sb->committed);
+				ret = -EINVAL;
+			}
+			if (!ret)
+				sb->emitted = v;
+			break;
 		case STREAM_SEC_DROPPED:
 			pr_err(
 			    "standby: the primary gave up on this standby and runs on unprotected; "
@@ -366,6 +377,11 @@ static void *rx_thread(void *arg)
 		    "standby: %u epoch(s) after checkpoint %llu arrived but were never released: "
 		    "discarded",
 		    sb->nr_staged, (unsigned long long)committed);
+	if (sb->emitted < committed && !forced)
+		/* The one window of output commit (docs/REPLICATION.md): said, not hidden. */
+		pr_warn("standby: the primary died while letting out the output of epoch %llu "
+			"(released, its going out not confirmed): some of it may be lost",
+			(unsigned long long)committed);
 	take_over(sb, forced	       ? "failover requested"
 		      : ret == -EAGAIN ? "primary silent"
 				       : "primary connection lost");

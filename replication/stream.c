@@ -357,6 +357,7 @@ int stream_read_section(int fd, uint32_t *type, uint64_t *len, struct stream_sta
 	case STREAM_SEC_HEARTBEAT:
 	case STREAM_SEC_RELEASE:
 	case STREAM_SEC_SESSION:
+	case STREAM_SEC_EMITTED:
 		if (*len != 8)
 			goto too_long;
 		return 0;
@@ -523,6 +524,8 @@ const char *stream_section_name(uint32_t type)
 		return "SESSION";
 	case STREAM_SEC_DROPPED:
 		return "DROPPED";
+	case STREAM_SEC_EMITTED:
+		return "EMITTED";
 	default:
 		return "unknown";
 	}

@@ -133,7 +133,8 @@ int vm_stream_recv_config(int fd, struct vm_options *opts, struct stream_stats *
 		ret = check_tree(tree, len, "configuration");
 	if (ret) {
 		snprintf(err, errlen, "%s",
-			 ret == -EPIPE	  ? "the state stream ends early"
+			 ret == -EPIPE || ret == -ECONNRESET
+			     ? "the state stream ends early (the sender is gone)"
 			 : ret == -EINVAL ? "the state stream is not valid"
 					  : strerror(-ret));
 		free(tree);
@@ -187,7 +188,7 @@ int vm_stream_recv_state(int fd, struct vm *vm, unsigned flags, bool ack_passes,
 		if (ret)
 			break;
 	}
-	if (ret == -EPIPE)
+	if (ret == -EPIPE || ret == -ECONNRESET) /* a sender that dies resets the connection */
 		pr_err("state stream: ends early (truncated file or sender gone)");
 	if (!ret)
 		ret = vm_state_load(vm, state, flags);

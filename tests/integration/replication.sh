@@ -8,7 +8,9 @@
 # the guest prints each number on its console and sends it as a frame, and
 # the client records the frames it sees.  Every trial checks what the outside
 # world saw: the console sequence (primary's output, then the standby's) and
-# the client's frame sequence have no gap and no repeat; after a takeover the
+# the client's frame sequence have no gap and no repeat (but for the one window
+# output commit has, which the standby must report, docs/REPLICATION.md, and
+# which at most one trial in ten may hit); after a takeover the
 # client heard the guest's MAC announced and its bridge reaches the guest
 # through host B.  A disk log guest's acknowledged blocks are all on the
 # standby's disk.  Then kills aimed at phases (the first sync, an epoch send,
@@ -100,9 +102,29 @@ wait_for_file() { # FILE SECONDS
 	for i in $(seq $(($2 * 20))); do [ -e "$1" ] && return 0; sleep 0.05; done
 	return 1
 }
+# window_loss CONSOLE-SEQ PRIMARY-SEQ NET-SEQ COUNT: the one loss output commit allows (the
+# primary died between releasing an epoch and writing its output; the standby says so): the
+# console is the primary's 0..a, then the standby's b..COUNT-1, b > a + 1; the frames rise,
+# end at COUNT-1 and miss nothing outside [a, b - 1].  Prints "a+1..b-1".
+window_loss() {
+	python3 - "$@" <<'PY'
+import sys
+seq = [int(x) for x in open(sys.argv[1]).read().split()]
+pri = [int(x) for x in open(sys.argv[2]).read().split()]
+net = [int(x) for x in open(sys.argv[3]).read().split()]
+count = int(sys.argv[4])
+a = len(pri) - 1
+sb = seq[len(pri):]
+ok = (pri == list(range(a + 1)) and sb and sb[0] > a + 1 and sb == list(range(sb[0], count))
+      and all(x < y for x, y in zip(net, net[1:])) and net and net[-1] == count - 1
+      and all(a <= m < sb[0] for m in set(range(count)) - set(net)))
+print("%d..%d" % (a + 1, sb[0] - 1) if ok else "")
+sys.exit(0 if ok else 1)
+PY
+}
 PATTERN='counter: [0-9]+'
 COUNT=700
-ok=0 early=0
+ok=0 early=0 window=0 windows=""
 failed_trials=""
 for t in $(seq "$TRIALS"); do
 	start_hosts "c$t" --kernel $IMG/counter.elf --cmdline "interval_ms=3 count=$COUNT net=1"
@@ -126,6 +148,13 @@ for t in $(seq "$TRIALS"); do
 		contiguous "$WORK/c$t.netseq" $COUNT && grep -qx "announce $MAC" "$WORK/c$t.net" &&
 		[ "$port" = cb$HOSTS_TAG ]; then
 		ok=$((ok + 1))
+	elif [ $src -eq 0 ] && grep -q "took over" "$WORK/c$t.sb.err" &&
+		grep -q "died while letting out the output of epoch" "$WORK/c$t.sb.err" &&
+		grep -qx "announce $MAC" "$WORK/c$t.net" && [ "$port" = cb$HOSTS_TAG ] &&
+		seq_of "$WORK/c$t.pr" >"$WORK/c$t.prseq" &&
+		lost=$(window_loss "$WORK/c$t.seq" "$WORK/c$t.prseq" "$WORK/c$t.netseq" $COUNT); then
+		window=$((window + 1)) # the documented window, reported by the standby
+		windows+=" $t(lines $lost)"
 	elif { { [ $src -eq 1 ] && grep -qE "before the first checkpoint|ends early" "$WORK/c$t.sb.err"; } ||
 		{ [ $src -eq 137 ] && ! grep -q "syncing" "$WORK/c$t.sb.err"; }; } &&
 		[ ! -s "$WORK/c$t.sb" ] && contiguous "$WORK/c$t.seq" "$(wc -l <"$WORK/c$t.seq")" &&
@@ -136,8 +165,11 @@ for t in $(seq "$TRIALS"); do
 		cp "$WORK/c$t."* /tmp/ 2>/dev/null
 	fi
 done
-if [ -z "$failed_trials" ]; then
-	pass "counter on hosts A and B, primary killed at random moments: $ok/$TRIALS took over with the console and the client's frames both 0..$((COUNT - 1)) whole (no gap, no repeat), the MAC announced and the client's bridge moved to host B; $early killed before the first checkpoint"
+# The window is tens of microseconds an epoch: more than one trial in ten inside it is a bug.
+if [ -z "$failed_trials" ] && [ $((window * 10)) -gt "$TRIALS" ]; then
+	fail "counter failover trials" "$window of $TRIALS kills fell into the release window:$windows"
+elif [ -z "$failed_trials" ]; then
+	pass "counter on hosts A and B, primary killed at random moments: $ok/$TRIALS took over with the console and the client's frames both 0..$((COUNT - 1)) whole (no gap, no repeat), the MAC announced and the client's bridge moved to host B; $early killed before the first checkpoint${windows:+; $window died between releasing an epoch and writing its output, which the standby reported, losing only that epoch's output (trial, lines lost:$windows)}"
 else
 	fail "counter failover trials" "failed:$failed_trials (files copied to /tmp/c<trial>.*)"
 fi
@@ -383,6 +415,24 @@ elif [ $sends -eq 0 ] || [ $applies -eq 0 ]; then
 	fail "kill during sends and applies" "in $n trials $sends kills fell into a send and $applies into an apply: a phase went untested"
 else
 	pass "primary killed at random while a dirtying guest is replicated ($n trials, ${REPL_STALL_TRIALS:-4} with the standby stalled: $sends during an epoch send ($stalled_sends of them stalled), $applies with a released epoch still to apply, $mid_apply of them mid-apply): each took over from a whole checkpoint, the guest's checks pass on the standby, no output twice"
+fi
+
+# --- epochs over the staging cap --------------------------------------------------------
+# The guest rewrites 80000 pages (more than the 256 MiB staging holds) as fast as it can, in
+# 1 s epochs: most epochs are sent from RAM with the guest paused, some (after such a pause
+# the guest has dirtied less) are staged with most pages copied ahead.  Killed after a few
+# epochs, the standby takes over whole.
+start_pair big -- --kernel $IMG/dirty.elf --mem 512M --epoch-ms 1000 \
+	--cmdline "rate=0 pages=80000 report_ms=200 duration_ms=9000" --control "$WORK/big.sock"
+wait_for "$WORK/big.sb.err" 'protecting' 30
+sleep 3
+big_status=$("$VMM" ctl "$WORK/big.sock" status 2>&1 | grep '^replication:')
+stop_pair
+if took_over_whole "$WORK/big" && grep -q "took over" "$WORK/big.sb.err"; then
+	pass "epochs over the staging cap (sent from RAM while paused) and under it (copied ahead): killed, the standby takes over whole, the guest's checks pass ($(grep -c verify=ok "$WORK/big.sb") on the standby)"
+else
+	fail "epochs over the staging cap" "$(why_not "$WORK/big"); status: $big_status"
+	cp "$WORK/big."* /tmp/ 2>/dev/null
 fi
 
 # --- bad input ---------------------------------------------------------------------------

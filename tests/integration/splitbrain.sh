@@ -29,7 +29,7 @@ etcd_pid=
 pids=()
 cleanup() {
 	kill -9 "${pids[@]}" 2>/dev/null
-	[ -n "$etcd_pid" ] && kill -9 "$etcd_pid" 2>/dev/null
+	[ -n "$etcd_pid" ] && kill -9 "$etcd_pid" 2>/dev/null && wait "$etcd_pid" 2>/dev/null
 	hosts_destroy
 	ip link del ea$TAG 2>/dev/null
 	ip link del eb$TAG 2>/dev/null

@@ -149,6 +149,40 @@ nested_require_vmm() {
 	[ -x "$NESTED_VMM" ] || nested_fail "$NESTED_VMM is missing: run make"
 }
 
+# What the Linux-guest tests need on the host: vmm, the guest kernel, e2fsprogs (the disks
+# are made and checked here) and a C compiler (for the tools copied into L1 or L2).
+nested_require_linux_guest() {
+	local t
+	nested_require_vmm
+	[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
+	for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
+		[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
+	done
+	command -v cc >/dev/null || nested_fail "no C compiler for the test's tools"
+}
+
+# nested_l2_script FILE: write an L2 run= script to FILE: the common head (say; count from
+# seq_count= on the kernel command line), then the test's own part from stdin.
+nested_l2_script() {
+	{
+		cat <<'HEAD'
+# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
+say() { echo "L2: $*"; }
+count=0
+for a in $(cat /proc/cmdline); do
+	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
+done
+HEAD
+		cat
+	} >"$1"
+}
+
+# Build the sequence workload (seqload.c) into $NESTED_WORK/seqload.
+nested_build_seqload() {
+	cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_DIR/seqload.c" ||
+		nested_fail "cannot build seqload"
+}
+
 nested_l2_initrd() {
 	local out=$1
 	shift
@@ -446,4 +480,48 @@ nested_stop() {
 		fi
 		sleep 0.1
 	done
+}
+
+# nested_seq_check FILE: "first last lines ok|gap-after-P-to-N" of the "seq N rt=" lines in
+# FILE (at the start of a line, after a client's stamp, or in an L2 "at seq" console line).
+nested_seq_check() {
+	tr -d '\r' <"$1" | awk '{ sub(/^[0-9.]+ /, ""); sub(/^\[[0-9.]+\] L2: at /, "") } /^seq [0-9]+ rt=/ {
+		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
+		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }'
+}
+
+# nested_wait_out JOB-OUT REGEX TIMEOUT: until REGEX is in a vmm job's output (1: the vmm
+# ended first, 124: timeout)
+nested_wait_out() {
+	local end=$((SECONDS + $3))
+	until grep -qE "$2" "$1" 2>/dev/null; do
+		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
+		[ $SECONDS -lt $end ] || return 124
+		sleep 0.2
+	done
+}
+
+# nested_vmm_spawn_stamped HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with
+# L1's realtime (seqload stamp), and "VMM: exit N" at the end.
+nested_vmm_spawn_stamped() {
+	local host=$1 job=$2
+	shift 2
+	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
+}
+
+# nested_bridge_tap HOST ADDR: on HOST, br0 holding eth0 (the segment) and tap0 (for vmm's
+# --net), with ADDR/24; IPv6 off, kernel messages quiet.
+nested_bridge_tap() {
+	local out
+	out=$(nested_exec "$1" "set -e
+echo 8 >/proc/sys/kernel/printk
+sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+ip tuntap add tap0 mode tap
+ip link add br0 type bridge
+ip link set eth0 master br0
+ip link set tap0 master br0
+ip link set eth0 up
+ip link set tap0 up
+ip link set br0 up
+ip addr add $2/24 dev br0") || nested_fail "network set-up on $1 failed: $out"
 }

@@ -48,26 +48,14 @@ TIMEOUT_MS=${FAILOVER_TIMEOUT_MS:-3000}
 MAC=52:54:00:12:34:56
 
 nested_init failover
-nested_require_vmm
-[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
-for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
-	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
-done
-command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+nested_require_linux_guest
 t_start=$SECONDS
 
 # ------------------------------------------------------------------ workload
-cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_DIR/seqload.c" ||
-	nested_fail "cannot build seqload"
+nested_build_seqload
 
 # ------------------------------------------------------------------ L2 script
-cat >"$NESTED_WORK/fo.sh" <<'L2'
-# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
-say() { echo "L2: $*"; }
-count=0
-for a in $(cat /proc/cmdline); do
-	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
-done
+nested_l2_script "$NESTED_WORK/fo.sh" <<'L2'
 ip addr add 10.0.3.10/24 dev eth0
 ip link set eth0 up
 # Nothing writes to the disk before the go (sent once a standby protects the
@@ -105,48 +93,16 @@ ia=$(stat -c %i "$NESTED_WORK/hosts/a/share/disk.img")
 ib=$(stat -c %i "$NESTED_WORK/hosts/b/share/disk.img")
 [ "$ia" != "$ib" ] && cmp -s "$NESTED_WORK/hosts/a/share/disk.img" "$NESTED_WORK/hosts/b/share/disk.img" ||
 	nested_fail "the disks are not two identical files (inodes $ia, $ib)"
-for h in a:10.0.3.1 b:10.0.3.2; do
-	out=$(nested_exec "${h%:*}" "set -e
-echo 8 >/proc/sys/kernel/printk
-sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-ip tuntap add tap0 mode tap
-ip link add br0 type bridge
-ip link set eth0 master br0
-ip link set tap0 master br0
-ip link set eth0 up
-ip link set tap0 up
-ip link set br0 up
-ip addr add ${h#*:}/24 dev br0") || nested_fail "network set-up on ${h%:*} failed: $out"
-done
+nested_bridge_tap a 10.0.3.1
+nested_bridge_tap b 10.0.3.2
 out=$(nested_exec b 'ping -c 2 -W 5 10.0.3.1') || nested_fail "b cannot ping a over the segment: $out"
 echo "ok: two identical disk images (inodes $ia, $ib), br0 with eth0 + tap0 on both hosts"
 
-# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
-# (at the start of a line, or after a client's stamp).
-seq_check() {
-	tr -d '\r' <"$1" | awk '{ sub(/^[0-9.]+ /, "") } /^seq [0-9]+ rt=/ {
-		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
-		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }'
-}
 # max_gap CLIENT-LOG: the largest time between consecutive lines the client
 # received: "SECONDS SEQ-BEFORE STAMP-BEFORE STAMP-AFTER"
 max_gap() {
 	awk '$2 == "seq" { if (c++ && $1 - p > g) { g = $1 - p; s = $3 - 1; a = p; b = $1 } p = $1 }
 		END { printf "%.3f %d %.6f %.6f\n", g, s, a, b }' "$1"
-}
-wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
-	local end=$((SECONDS + $3))
-	until grep -qE "$2" "$1" 2>/dev/null; do
-		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
-		[ $SECONDS -lt $end ] || return 124
-		sleep 0.2
-	done
-}
-# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
-vmm_spawn() {
-	local host=$1 job=$2
-	shift 2
-	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
 }
 status_of() { # HOST: its vmm's ctl status, if the host still runs
 	nested_alive "$1" || { echo "($1 is down)"; return 0; }
@@ -166,18 +122,18 @@ evidence() { # the logs that matter when something went wrong
 }
 
 # ------------------------------------------------------------------ standby, primary
-vmm_spawn b sb standby --listen 0.0.0.0:7100 --disk /share/disk.img,serial=fo0 --net tap=tap0 \
+nested_vmm_spawn_stamped b sb standby --listen 0.0.0.0:7100 --disk /share/disk.img,serial=fo0 --net tap=tap0 \
 	--console hvc,path=/tmp/hvc.log --failover-timeout-ms $TIMEOUT_MS --control /tmp/ctl.sock -v
 sb=$(nested_job_out b sb)
 pri=$(nested_job_out a pri)
 cl=$(nested_job_out b client)
-wait_re "$sb" 'standby: waiting for a primary' 30 || nested_fail "b's standby did not start (status $?): $(cat "$sb")"
-vmm_spawn a pri run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
+nested_wait_out "$sb" 'standby: waiting for a primary' 30 || nested_fail "b's standby did not start (status $?): $(cat "$sb")"
+nested_vmm_spawn_stamped a pri run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
 	--cmdline "console=ttyS0 run=/fo.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
 	--disk /share/disk.img,serial=fo0 --net tap=tap0,mac=$MAC \
 	--console hvc,path=/share/hvc.log --control /tmp/ctl.sock -v
 t_vmm=$SECONDS
-wait_re "$pri" 'L2: waiting for the go' 240 || nested_fail "the L2 script did not start on a (status $?): $(evidence)"
+nested_wait_out "$pri" 'L2: waiting for the go' 240 || nested_fail "the L2 script did not start on a (status $?): $(evidence)"
 echo "L2: booted on a $((SECONDS - t_vmm)) s after vmm start (unprotected, disk untouched)"
 out=$(nested_exec a --timeout 30 "vmm ctl /tmp/ctl.sock replicate-to 10.0.3.2:7100 --epoch-ms $EPOCH_MS --failover-timeout-ms $TIMEOUT_MS" 2>&1) ||
 	nested_fail "ctl replicate-to on a failed: $out"
@@ -195,7 +151,7 @@ echo "$st" | sed -n 's/^\(protection\|replication\): /  a: &/p'
 echo "ok: protected $((SECONDS - t_rep)) s after ctl replicate-to on a; $(echo "$st" | grep '^protection:')"
 out=$(nested_exec b --timeout 60 'for i in $(seq 20); do echo go | nc 10.0.3.10 7002 && exit 0; sleep 1; done; exit 1' 2>&1) ||
 	nested_fail "cannot send the go to the guest: $out $(evidence)"
-wait_re "$pri" 'L2: listening' 120 || nested_fail "the L2 workload did not start on a (status $?): $(evidence)"
+nested_wait_out "$pri" 'L2: listening' 120 || nested_fail "the L2 workload did not start on a (status $?): $(evidence)"
 nested_spawn b client 'seqload client 10.0.3.10 7001 60'
 end=$((SECONDS + 120))
 until grep -q " seq $KILL_AT rt=" "$cl" 2>/dev/null; do
@@ -214,7 +170,7 @@ nested_kill a
 nested_alive a && nested_fail "a's QEMU survived SIGKILL"
 last_before=$(awk '$2 == "seq" { n = $3 } END { print n + 0 }' "$cl")
 echo "killed host a (its QEMU) after the client had seq $last_before"
-wait_re "$sb" 'took over' 60 || nested_fail "b's standby did not take over (status $?): $(evidence)"
+nested_wait_out "$sb" 'took over' 60 || nested_fail "b's standby did not take over (status $?): $(evidence)"
 tk=$(grep -m1 'took over' "$sb")
 echo "  b: ${tk#*\] }"
 stb=$(nested_exec b --timeout 30 'vmm ctl /tmp/ctl.sock status' 2>&1) || nested_fail "ctl status on b: $stb"
@@ -239,7 +195,7 @@ echo "ok: the guest powered off on b, vmm exited 0"
 rc=0
 nested_job_wait b client 30 || rc=$?
 cp "$cl" "$NESTED_WORK/client.log"
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/client.log")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/client.log")"
 grep -q "^client: eof after $COUNT lines$" "$NESTED_WORK/client.log" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] &&
 	[ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "TCP stream to the client on b (status $rc): seq $f..$l, $n lines, $s$(grep '^client: e' "$NESTED_WORK/client.log" | sed 's/^/; /')" \
@@ -264,9 +220,9 @@ echo "ok: the TCP connection survived: seq 1..$COUNT once, no gap or repeat, clo
 # ------------------------------------------------------------------ console, disk
 nested_exec b 'cp /tmp/hvc.log /share/hvc.log' >/dev/null || nested_fail "no hvc0 file on b"
 cat "$NESTED_WORK/hosts/a/share/hvc.log" "$NESTED_WORK/hosts/b/share/hvc.log" >"$NESTED_WORK/hvc.log"
-read -r _ k _ sa <<<"$(seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
-read -r fb lb nb _ <<<"$(seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+read -r _ k _ sa <<<"$(nested_seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
+read -r fb lb nb _ <<<"$(nested_seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/hvc.log")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] && [ "$sa" = ok ] ||
 	nested_fail "hvc0 across the failover: seq $f..$l, $n lines, $s (a: ..$k $sa; b: $fb..$lb, $nb lines)"
 echo "ok: hvc0: seq 1..$k on a, $fb..$lb on b: 1..$COUNT with no gap or repeat"
@@ -275,7 +231,7 @@ fsck=$(/usr/sbin/e2fsck -fn "$NESTED_WORK/b.img" 2>&1) && rc=0 || rc=$?
 echo "$fsck" | sed 's/^/  e2fsck: /'
 [ $rc = 0 ] && echo "$fsck" | grep -q 'fotest: .* files' || nested_fail "e2fsck -fn on b's image is not clean (status $rc)"
 /usr/sbin/debugfs -R "cat /seq.txt" "$NESTED_WORK/b.img" >"$NESTED_WORK/seq.txt" 2>/dev/null
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/seq.txt")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/seq.txt")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "seq.txt on b's image: seq $f..$l, $n lines, $s (want 1..$COUNT)"
 echo "ok: e2fsck -fn clean on b's image after poweroff; /seq.txt holds seq 1..$COUNT"

@@ -49,26 +49,14 @@ MIG_AT=40                   # migrate once the guest has written this line
 MIG_ARGS=${MIGRATE_ARGS:---downtime-ms 300} # `vmm ctl migrate` options
 
 nested_init migrate
-nested_require_vmm
-[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
-for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
-	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
-done
-command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+nested_require_linux_guest
 t_start=$SECONDS
 
 # ------------------------------------------------------------------ workload
-cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_DIR/seqload.c" ||
-	nested_fail "cannot build seqload"
+nested_build_seqload
 
 # ------------------------------------------------------------------ L2 script
-cat >"$NESTED_WORK/mig.sh" <<'L2'
-# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
-say() { echo "L2: $*"; }
-count=0
-for a in $(cat /proc/cmdline); do
-	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
-done
+nested_l2_script "$NESTED_WORK/mig.sh" <<'L2'
 say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 ip addr add 10.0.3.10/24 dev eth0
 ip link set eth0 up
@@ -103,19 +91,8 @@ ib=$(stat -c %i "$NESTED_WORK/hosts/b/share/disk.img")
 	nested_fail "the disk image is not one file in both shares (inodes $ia, $ib): no shared storage"
 ino=$(nested_exec a 'stat -c %i /share/disk.img') && [ "$ino" = "$(nested_exec b 'stat -c %i /share/disk.img')" ] ||
 	nested_fail "a and b see different files at /share/disk.img"
-for h in a:10.0.3.1 b:10.0.3.2; do
-	out=$(nested_exec "${h%:*}" "set -e
-echo 8 >/proc/sys/kernel/printk
-sysctl -qw net.ipv6.conf.all.disable_ipv6=1
-ip tuntap add tap0 mode tap
-ip link add br0 type bridge
-ip link set eth0 master br0
-ip link set tap0 master br0
-ip link set eth0 up
-ip link set tap0 up
-ip link set br0 up
-ip addr add ${h#*:}/24 dev br0") || nested_fail "network set-up on ${h%:*} failed: $out"
-done
+nested_bridge_tap a 10.0.3.1
+nested_bridge_tap b 10.0.3.2
 out=$(nested_exec b 'ping -c 2 -W 5 10.0.3.1') || nested_fail "b cannot ping a over the segment: $out"
 echo "ok: shared storage (one inode at /share/disk.img on a and b), br0 with eth0 + tap0 on both hosts"
 
@@ -126,13 +103,6 @@ skew=$(echo "$out" | awk '/after set/ { sub(/^\+/, "", $5); print $5 }')
 awk -v s="$skew" 'BEGIN { exit !(s != "" && s > -20 && s < 20) }' || nested_fail "b's clock is not within 20 ms of a's: $out"
 echo "ok: b's clock set to a's (residual $skew ms)"
 
-# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
-# (at the start of a line, or after a client's or the serial stamp).
-seq_check() {
-	awk '{ sub(/^[0-9.]+ /, ""); sub(/^\[[0-9.]+\] L2: at /, "") } /^seq [0-9]+ rt=/ {
-		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
-		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }' "$1"
-}
 # clock_steps FILE: the largest step and the smallest of the guest's realtime and
 # monotonic between consecutive lines, and the steps from seq K to K+1:
 # "max-rt min-rt max-mono min-mono rt-at-K mono-at-K"
@@ -151,38 +121,24 @@ offsets() {
 	tr -d '\r' <"$1" | awk '/^\[[0-9.]+\] L2: at seq [0-9]+ rt=/ {
 		h = substr($1, 2) + 0; printf "%d %.3f\n", $5, substr($6, 4) - h }'
 }
-wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
-	local end=$((SECONDS + $3))
-	until grep -qE "$2" "$1" 2>/dev/null; do
-		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
-		[ $SECONDS -lt $end ] || return 124
-		sleep 0.2
-	done
-}
-# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
-vmm_spawn() {
-	local host=$1 job=$2
-	shift 2
-	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
-}
 
 # ------------------------------------------------------------------ run on a
-vmm_spawn b dst run --incoming 0.0.0.0:7000 --control /tmp/ctl.sock -v
+nested_vmm_spawn_stamped b dst run --incoming 0.0.0.0:7000 --control /tmp/ctl.sock -v
 dst=$(nested_job_out b dst)
-wait_re "$dst" 'waiting for a migration' 30 || nested_fail "b's vmm --incoming did not start (status $?): $(cat "$dst")"
-vmm_spawn a src run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
+nested_wait_out "$dst" 'waiting for a migration' 30 || nested_fail "b's vmm --incoming did not start (status $?): $(cat "$dst")"
+nested_vmm_spawn_stamped a src run --kernel /share/vmlinux --initrd /l2/initrd.cpio \
 	--cmdline "console=ttyS0 run=/mig.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
 	--disk /share/disk.img,serial=mig0 --net tap=tap0,mac=52:54:00:12:34:56 \
 	--console hvc,path=/tmp/hvc.log --rng --control /tmp/ctl.sock -v
 src=$(nested_job_out a src)
 t_vmm=$SECONDS
-wait_re "$src" 'L2: listening' 150 || nested_fail "the L2 workload did not start on a (status $?): $(tail -n 20 "$src")"
+nested_wait_out "$src" 'L2: listening' 150 || nested_fail "the L2 workload did not start on a (status $?): $(tail -n 20 "$src")"
 echo "L2: workload listening on a $((SECONDS - t_vmm)) s after vmm start"
 nested_spawn a client 'seqload client 10.0.3.10 7001 30'
 nested_spawn b client 'seqload client 10.0.3.10 7001 30'
 cla=$(nested_job_out a client)
 clb=$(nested_job_out b client)
-wait_re "$src" "L2: at seq $MIG_AT " 60 || nested_fail "L2 did not reach seq $MIG_AT on a (status $?): $(tail -n 10 "$src")"
+nested_wait_out "$src" "L2: at seq $MIG_AT " 60 || nested_fail "L2 did not reach seq $MIG_AT on a (status $?): $(tail -n 10 "$src")"
 for c in "$cla" "$clb"; do
 	grep -q ' seq 10 rt=' "$c" || nested_fail "a client does not receive the guest's lines: $(tail -n 3 "$c")"
 done
@@ -202,13 +158,13 @@ nested_job_wait a src 30 || rc=$?
 cp "$src" "$NESTED_WORK/src.log"
 [ $rc = 0 ] || nested_fail "a's vmm did not end after the migration (status $rc): $(tail -n 10 "$src")"
 grep -q 'VMM: exit 0$' "$src" || nested_fail "a's vmm did not exit 0 after the migration: $(tail -n 10 "$src")"
-wait_re "$dst" 'incoming migration complete' 10 || nested_fail "b's vmm does not run the guest: $(tail -n 20 "$dst")"
+nested_wait_out "$dst" 'incoming migration complete' 10 || nested_fail "b's vmm does not run the guest: $(tail -n 20 "$dst")"
 st=$(nested_exec b 'vmm ctl /tmp/ctl.sock status') || nested_fail "ctl status on b: $st"
 echo "$st" | grep -q '^state: running$' || nested_fail "status on b: $st"
 echo "ok: migrated a -> b in $((SECONDS - t_mig)) s, downtime $downtime ms; a's vmm exited 0, b's status: running"
 # For the network checks at the end: the device's and the tap's counters on b, a bit later,
 # and whether b reaches the guest.
-wait_re "$dst" "L2: at seq $(((MIG_AT / 10 + 6) * 10)) " 60 || nested_fail "the guest does not go on on b (status $?): $(tail -n 10 "$dst")"
+nested_wait_out "$dst" "L2: at seq $(((MIG_AT / 10 + 6) * 10)) " 60 || nested_fail "the guest does not go on on b (status $?): $(tail -n 10 "$dst")"
 diag=$(nested_exec b --timeout 30 'vmm ctl /tmp/ctl.sock status | grep "^net"
 ip -s link show tap0 | sed -n "3,6p" | tr -s " " | tr "\n" " "; echo
 ping -c 2 -W 2 10.0.3.10 | grep transmitted
@@ -229,9 +185,9 @@ fi
 # Console: a's part, then b's, one unbroken sequence.
 for h in a b; do nested_exec "$h" 'cp /tmp/hvc.log /share/hvc.log' >/dev/null || nested_fail "no hvc0 file on $h"; done
 cat "$NESTED_WORK/hosts/a/share/hvc.log" "$NESTED_WORK/hosts/b/share/hvc.log" >"$NESTED_WORK/hvc.log"
-read -r _ k _ sa <<<"$(seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
-read -r fb lb nb _ <<<"$(seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+read -r _ k _ sa <<<"$(nested_seq_check "$NESTED_WORK/hosts/a/share/hvc.log")"
+read -r fb lb nb _ <<<"$(nested_seq_check "$NESTED_WORK/hosts/b/share/hvc.log")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/hvc.log")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] && [ "$sa" = ok ] && [ "$nb" -ge 50 ] ||
 	nested_fail "hvc0 across the migration: seq $f..$l, $n lines, $s (a: ..$k $sa; b: $fb..$lb, $nb lines)"
 echo "ok: hvc0: seq 1..$k on a, $fb..$lb on b: 1..$COUNT with no gap or repeat"
@@ -263,7 +219,7 @@ fsck=$(/usr/sbin/e2fsck -fn "$NESTED_WORK/disk.img" 2>&1) && rc=0 || rc=$?
 echo "$fsck" | sed 's/^/  e2fsck: /'
 [ $rc = 0 ] && echo "$fsck" | grep -q 'migtest: .* files' || nested_fail "e2fsck -fn on the shared image is not clean (status $rc)"
 /usr/sbin/debugfs -R "cat /seq.txt" "$NESTED_WORK/disk.img" >"$NESTED_WORK/seq.txt" 2>/dev/null
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/seq.txt")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/seq.txt")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "seq.txt on the image: seq $f..$l, $n lines, $s (want 1..$COUNT)"
 files=$(/usr/sbin/debugfs -R "ls -p /d" "$NESTED_WORK/disk.img" 2>/dev/null | awk -F/ '$6 ~ /^[0-9]+$/ { n++ } END { print n + 0 }')
@@ -276,7 +232,7 @@ for h in a b; do
 done
 for h in a b; do
 	c=$NESTED_WORK/client-$h.log
-	read -r f l n s <<<"$(seq_check "$c")"
+	read -r f l n s <<<"$(nested_seq_check "$c")"
 	grep -q "^client: eof after $COUNT lines$" "$c" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$s" = ok ] ||
 		nested_fail "TCP stream to $h's client: seq $f..$l, $n lines, $s$(grep '^client: e' "$c" | sed 's/^/; /')" \
 			"(the guest left a after seq $k); on b after the migration: $diag"

@@ -35,26 +35,14 @@ COUNT=150 # lines the workload writes, 100 ms apart
 SNAP_AT=30 # snapshot once the guest has written this line
 
 nested_init snapshot
-nested_require_vmm
-[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
-for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
-	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
-done
-command -v cc >/dev/null || nested_fail "no C compiler for the workload"
+nested_require_linux_guest
 t_start=$SECONDS
 
 # ------------------------------------------------------------------ workload
-cc -O2 -Wall -Wextra -Werror -o "$NESTED_WORK/seqload" "$NESTED_DIR/seqload.c" ||
-	nested_fail "cannot build seqload"
+nested_build_seqload
 
 # ------------------------------------------------------------------ L2 script
-cat >"$NESTED_WORK/snap.sh" <<'L2'
-# Runs in L2 as init's run= script: "L2: ..." lines on ttyS0.
-say() { echo "L2: $*"; }
-count=0
-for a in $(cat /proc/cmdline); do
-	case "$a" in seq_count=*) count=${a#seq_count=} ;; esac
-done
+nested_l2_script "$NESTED_WORK/snap.sh" <<'L2'
 say "clocksource $(cat /sys/devices/system/clocksource/clocksource0/current_clocksource)"
 ip addr add 10.0.2.2/24 dev eth0
 ip link set eth0 up
@@ -93,13 +81,6 @@ ip addr add 10.0.2.1/24 dev tap0
 ip link set tap0 up') || nested_fail "L1 set-up failed: $out"
 echo "L1: ext4 disk, tap0 10.0.2.1/24 ready"
 
-# seq_check FILE: "first last lines ok|gap..." of the "seq N" lines in FILE
-# (at the start of a line, or after a client's or the serial stamp).
-seq_check() {
-	awk '{ sub(/^[0-9.]+ /, ""); sub(/^\[[0-9.]+\] L2: at /, "") } /^seq [0-9]+ rt=/ {
-		n = $2 + 0; if (!c) f = n; else if (n != p + 1 && !bad) bad = "gap-after-" p "-to-" n
-		p = n; c++ } END { print (c ? f : 0), (c ? p : 0), c + 0, (bad ? bad : "ok") }' "$1"
-}
 # clock_steps FILE: the largest step and the smallest of the guest's realtime and
 # monotonic between consecutive lines, and the steps from seq K to K+1:
 # "max-rt min-rt max-mono min-mono rt-at-K mono-at-K"
@@ -118,33 +99,19 @@ offsets() {
 	tr -d '\r' <"$1" | awk '/^\[[0-9.]+\] L2: at seq [0-9]+ rt=/ {
 		h = substr($1, 2) + 0; printf "%d %.3f\n", $5, substr($6, 4) - h }'
 }
-wait_re() { # VMM-JOB-OUT REGEX TIMEOUT: until REGEX is in the output (1: vmm ended first)
-	local end=$((SECONDS + $3))
-	until grep -qE "$2" "$1" 2>/dev/null; do
-		grep -q 'VMM: exit' "$1" 2>/dev/null && return 1
-		[ $SECONDS -lt $end ] || return 124
-		sleep 0.2
-	done
-}
-# vmm_spawn HOST JOB ARGS...: like nested_vmm_spawn, every line stamped with L1's realtime.
-vmm_spawn() {
-	local host=$1 job=$2
-	shift 2
-	nested_spawn "$host" "$job" "{ vmm $(_nested_quote "$@") </dev/null; echo \"VMM: exit \$?\"; } 2>&1 | seqload stamp"
-}
 
 # ------------------------------------------------------------------ run
-vmm_spawn h l2 run --kernel /l2/kernel --initrd /l2/initrd.cpio \
+nested_vmm_spawn_stamped h l2 run --kernel /l2/kernel --initrd /l2/initrd.cpio \
 	--cmdline "console=ttyS0 run=/snap.sh quiet seq_count=$COUNT" --mem 256M --cpus 2 \
 	--disk /tmp/disk.img,serial=snap0 --net tap=tap0,mac=52:54:00:12:34:56 \
 	--console hvc,path=/tmp/hvc1.log --rng --control /tmp/ctl.sock -v
 l2=$(nested_job_out h l2)
 t_vmm=$SECONDS
-wait_re "$l2" 'L2: listening' 120 || nested_fail "the L2 workload did not start (status $?): $(tail -n 20 "$l2")"
+nested_wait_out "$l2" 'L2: listening' 120 || nested_fail "the L2 workload did not start (status $?): $(tail -n 20 "$l2")"
 echo "L2: workload listening $((SECONDS - t_vmm)) s after vmm start"
 nested_spawn h client 'seqload client 10.0.2.2 7001 30'
 cli=$(nested_job_out h client)
-wait_re "$l2" "L2: at seq $SNAP_AT " 60 || nested_fail "L2 did not reach seq $SNAP_AT (status $?): $(tail -n 10 "$l2")"
+nested_wait_out "$l2" "L2: at seq $SNAP_AT " 60 || nested_fail "L2 did not reach seq $SNAP_AT (status $?): $(tail -n 10 "$l2")"
 
 # ------------------------------------------------------------------ snapshot
 rc=0
@@ -167,8 +134,8 @@ cp /tmp/disk.img /tmp/mid.img
 rm /tmp/mid.img') || nested_fail "after the snapshot, L1 checks failed: $out"
 size=$(echo "$out" | awk '$1 == "snapshot-size" { print $2 }')
 [ "${size:-0}" -gt 1048576 ] || nested_fail "snapshot file missing or tiny: $out"
-read -r _ k1 _ s1 <<<"$(seq_check "$NESTED_WORK/hosts/h/share/hvc1.log")"
-read -r mf ml mn ms <<<"$(seq_check "$NESTED_WORK/hosts/h/share/mid.txt")"
+read -r _ k1 _ s1 <<<"$(nested_seq_check "$NESTED_WORK/hosts/h/share/hvc1.log")"
+read -r mf ml mn ms <<<"$(nested_seq_check "$NESTED_WORK/hosts/h/share/mid.txt")"
 echo "ok: snapshot --stop: $size bytes, vmm exited 0; hvc0 had seq 1..$k1 ($s1)"
 [ "$s1" = ok ] && [ "$k1" -ge "$SNAP_AT" ] || nested_fail "console before the snapshot: last seq $k1, $s1"
 [ "$mf" = 1 ] && [ "$ms" = ok ] && [ "$ml" -ge "$k1" ] && [ "$ml" -le $((k1 + 1)) ] ||
@@ -179,9 +146,9 @@ echo "ok: the disk at the snapshot (journal replayed on a copy) holds seq 1..$ml
 # The clock check below needs the guest stopped for over a second; a fast
 # snapshot and restore took 0.99 s once.
 sleep 1.5
-vmm_spawn h l2b restore /tmp/snap.bin --console hvc,path=/tmp/hvc2.log --control /tmp/ctl2.sock -v
+nested_vmm_spawn_stamped h l2b restore /tmp/snap.bin --console hvc,path=/tmp/hvc2.log --control /tmp/ctl2.sock -v
 l2b=$(nested_job_out h l2b)
-wait_re "$l2b" "L2: at seq $(((k1 / 10 + 2) * 10)) " 60 ||
+nested_wait_out "$l2b" "L2: at seq $(((k1 / 10 + 2) * 10)) " 60 ||
 	nested_fail "the restored guest does not go on (status $?): $(tail -n 20 "$l2b")"
 st=$(nested_exec h 'vmm ctl /tmp/ctl2.sock status') || nested_fail "ctl status after the restore: $st"
 echo "$st" | grep -q '^state: running$' || nested_fail "status after the restore: $st"
@@ -207,8 +174,8 @@ fi
 # Console: the two files together are one unbroken sequence.
 nested_exec h 'cp /tmp/hvc2.log /share/hvc2.log' >/dev/null || nested_fail "no second hvc0 file"
 cat "$NESTED_WORK/hosts/h/share/hvc1.log" "$NESTED_WORK/hosts/h/share/hvc2.log" >"$NESTED_WORK/hvc.log"
-read -r f2 l2n _ _ <<<"$(seq_check "$NESTED_WORK/hosts/h/share/hvc2.log")"
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/hvc.log")"
+read -r f2 l2n _ _ <<<"$(nested_seq_check "$NESTED_WORK/hosts/h/share/hvc2.log")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/hvc.log")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "hvc0 across the snapshot: seq $f..$l, $n lines, $s (want 1..$COUNT)"
 echo "ok: hvc0: seq 1..$k1 before, $f2..$l2n after the restore: 1..$COUNT with no gap or repeat"
@@ -246,7 +213,7 @@ out=$(nested_exec h '/usr/sbin/e2fsck -fn /tmp/disk.img 2>&1; echo "e2fsck rc=$?
 echo "$out" | sed 's/^/  L1: /'
 echo "$out" | grep -q '^e2fsck rc=0$' || nested_fail "e2fsck -fn on the disk image is not clean"
 echo "$out" | grep -q 'snaptest: .* files' || nested_fail "e2fsck did not check the snaptest file system"
-read -r f l n s <<<"$(seq_check "$NESTED_WORK/hosts/h/share/final.txt")"
+read -r f l n s <<<"$(nested_seq_check "$NESTED_WORK/hosts/h/share/final.txt")"
 [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$n" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "seq.txt after poweroff: seq $f..$l, $n lines, $s (want 1..$COUNT)"
 echo "ok: e2fsck -fn clean after poweroff; /seq.txt holds seq 1..$COUNT"
@@ -256,7 +223,7 @@ rc=0
 nested_job_wait h client 20 || rc=$?
 [ $rc = 0 ] || nested_job_kill h client KILL >/dev/null 2>&1 || true
 cp "$cli" "$NESTED_WORK/client.log"
-read -r f l n s <<<"$(seq_check "$cli")"
+read -r f l n s <<<"$(nested_seq_check "$cli")"
 grep -q "^client: eof after $COUNT lines$" "$cli" && [ "$f" = 1 ] && [ "$l" = "$COUNT" ] && [ "$s" = ok ] ||
 	nested_fail "TCP stream across the snapshot: L1 got seq $f..$l, $n lines, $s$(grep '^client: e' "$cli" | sed 's/^/; /')" \
 		"(the snapshot was at seq $k1); after the restore, L1: $diag"

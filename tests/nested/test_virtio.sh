@@ -25,12 +25,7 @@ set -eu
 . "$(dirname "$0")/lib.sh"
 
 nested_init virtio
-nested_require_vmm
-[ -f "$NESTED_VMLINUX" ] || nested_fail "$NESTED_VMLINUX missing: images/linux/build.sh could not extract it"
-for t in /usr/sbin/mke2fs /usr/sbin/e2fsck /usr/sbin/debugfs; do
-	[ -x "$t" ] || nested_fail "$t is missing (apt-get install e2fsprogs)"
-done
-command -v cc >/dev/null || nested_fail "no C compiler for the hvc socket client"
+nested_require_linux_guest
 
 # ------------------------------------------------------------------ L2 script
 cat >"$NESTED_WORK/virtio.sh" <<'L2'
