@@ -517,7 +517,6 @@ static int stage_pages(struct replication *r, uint64_t words)
 	for (size_t i = 0; i < ahead; i++) {
 		uint64_t page = list->index[i], mask = 1ULL << (page % 64);
 
-		r->dirty[page / 64] |= mask; /* r->dirty becomes the epoch's whole set */
 		if (r->late[page / 64] & mask) {
 			r->late[page / 64] &= ~mask; /* staged already: copy it again */
 			r->copy_pos[npos++] = i;
@@ -525,16 +524,23 @@ static int stage_pages(struct replication *r, uint64_t words)
 	}
 	add = bitmap_count(r->late, words);
 	ret = page_list_resize(list, ahead + (size_t)add);
+	if (ret) {
+		/* Sent from RAM instead: r->dirty becomes the epoch's whole set. */
+		for (size_t i = 0; i < ahead; i++)
+			r->dirty[list->index[i] / 64] |= 1ULL << (list->index[i] % 64);
+		for (uint64_t w = 0; w < words; w++) {
+			r->dirty[w] |= r->late[w];
+			r->late[w] = 0;
+		}
+		return ret;
+	}
 	for (uint64_t w = 0; w < words; w++) {
-		for (uint64_t bits = r->late[w]; !ret && bits; bits &= bits - 1) {
+		for (uint64_t bits = r->late[w]; bits; bits &= bits - 1) {
 			r->copy_pos[npos++] = k;
 			list->index[k++] = w * 64 + (uint64_t)__builtin_ctzll(bits);
 		}
-		r->dirty[w] |= r->late[w];
 		r->late[w] = 0;
 	}
-	if (ret)
-		return ret; /* r->dirty holds them all */
 	c.pos = r->copy_pos;
 	c.n = npos;
 	vm_pause_share_work(r->vm, copy_pages, &c);

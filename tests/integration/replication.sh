@@ -169,7 +169,9 @@ done
 if [ -z "$failed_trials" ] && [ $((window * 10)) -gt "$TRIALS" ]; then
 	fail "counter failover trials" "$window of $TRIALS kills fell into the release window:$windows"
 elif [ -z "$failed_trials" ]; then
-	pass "counter on hosts A and B, primary killed at random moments: $ok/$TRIALS took over with the console and the client's frames both 0..$((COUNT - 1)) whole (no gap, no repeat), the MAC announced and the client's bridge moved to host B; $early killed before the first checkpoint${windows:+; $window died between releasing an epoch and writing its output, which the standby reported, losing only that epoch's output (trial, lines lost:$windows)}"
+	window_said=""
+	[ -n "$windows" ] && window_said="; $window died between releasing an epoch and writing its output, which the standby reported, losing only that epoch's output (trial, lines lost:$windows)"
+	pass "counter on hosts A and B, primary killed at random moments: $ok/$TRIALS took over with the console and the client's frames both 0..$((COUNT - 1)) whole (no gap, no repeat), the MAC announced and the client's bridge moved to host B; $early killed before the first checkpoint$window_said"
 else
 	fail "counter failover trials" "failed:$failed_trials (files copied to /tmp/c<trial>.*)"
 fi
@@ -374,40 +376,33 @@ classify() { # FILES-PREFIX: count which phase the kill fell into
 # what reached the standby before, released epochs included, is applied when it runs again,
 # though its acknowledgements can no longer go out; and what the primary let out was released
 # only once its RELEASE had left the primary's host.
-for t in $(seq "${REPL_STALL_TRIALS:-4}"); do
+# phase_trial STALL_MS BACKLOG_MS WHAT: one kill of a protected dirtying guest (stop_pair's
+# stalls), counted by classify, a failure noted in phase_failed
+phase_trial() {
 	n=$((n + 1))
 	start_pair ph$n -- --kernel $IMG/dirty.elf --mem 64M \
 		--cmdline "rate=300 pages=2048 report_ms=5 duration_ms=$PHASE_RUN_MS" -v
 	wait_for "$WORK/ph$n.sb.err" 'protecting' 20
 	delay_ms=$((RANDOM % 400))
 	ms_sleep $delay_ms
-	stop_pair 300
+	stop_pair "$1" "$2"
 	f=$WORK/ph$n
 	classify "$f"
 	if ! took_over_whole "$f"; then
-		phase_failed+=" $n(standby stalled, kill@${delay_ms}ms: $(why_not "$f"))"
+		phase_failed+=" $n($3, kill@${delay_ms}ms: $(why_not "$f"))"
 		cp "$f."* /tmp/ 2>/dev/null
 	fi
+}
+for t in $(seq "${REPL_STALL_TRIALS:-4}"); do
+	phase_trial 300 0 "standby stalled"
 done
 stalled_sends=$sends
 while [ $n -lt $((PHASE_MAX + ${REPL_STALL_TRIALS:-4})) ] &&
 	{ [ $n -lt $((6 + ${REPL_STALL_TRIALS:-4})) ] || [ $sends -lt 2 ] || [ $applies -lt 2 ]; }; do
-	n=$((n + 1))
-	start_pair ph$n -- --kernel $IMG/dirty.elf --mem 64M \
-		--cmdline "rate=300 pages=2048 report_ms=5 duration_ms=$PHASE_RUN_MS" -v
-	wait_for "$WORK/ph$n.sb.err" 'protecting' 20
-	delay_ms=$((RANDOM % 400))
-	ms_sleep $delay_ms
 	# Every other kill comes as the standby works through a backlog of 50 ms: on a fast
 	# host an idle standby spends little of its time receiving or applying.
-	backlog_ms=$(((n % 2) * 50))
-	stop_pair 0 $backlog_ms
-	f=$WORK/ph$n
-	classify "$f"
-	if ! took_over_whole "$f"; then
-		phase_failed+=" $n(kill@${delay_ms}ms after a ${backlog_ms} ms stall: $(why_not "$f"))"
-		cp "$f."* /tmp/ 2>/dev/null
-	fi
+	backlog_ms=$(( (n + 1) % 2 * 50 ))
+	phase_trial 0 $backlog_ms "after a $backlog_ms ms stall"
 done
 if [ -n "$phase_failed" ]; then
 	fail "kill during sends and applies" "failed:$phase_failed (files copied to /tmp/ph<trial>.*)"
